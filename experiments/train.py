@@ -1,0 +1,33 @@
+r"""Train a jaxtok model.
+
+  python -m experiments.train --config=configs/entropy_model.py --workdir=/tmp/run \
+      [--config.train.steps=2000 --config.data.name=files:~/corpus/*.txt]
+
+Re-running with the same --workdir resumes from its latest checkpoint.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxtok.train import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/entropy_model.py",
+                                          "Path to a configs/*.py file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs, results.",
+                               required=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  results = trainer.train(_CONFIG.value, _WORKDIR.value)
+  if "stopped_by" in results:
+    print(f"stopped at step {results['step']} ({results['stopped_by']}); "
+          f"checkpoint saved in {_WORKDIR.value}; rerun to resume")
+    return
+  print(trainer.results_table(results))
+  print(f"workdir: {_WORKDIR.value} (checkpoints/, tensorboard/, results.json)")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,88 @@
+"""Attention behind one function with an `impl` switch.
+
+Masks are *described* (causal, document segments, sliding window), never passed
+as dense [T, T] arrays, so that a kernel can skip the blocks a mask rules out.
+`impl="xla"` is the reference: it materialises the mask and uses einsums.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+IMPLS = ("xla", "pallas")
+
+
+@struct.dataclass
+class Mask:
+  """Which keys each query may see.
+
+  A query at index i sees key j iff all enabled rules hold:
+    segments: q_segment_ids[i] == kv_segment_ids[j] and both are non-zero
+              (0 marks padding / unused cache slots);
+    causal:   kv_idx[j] <= q_idx[i];
+    window:   q_idx[i] - kv_idx[j] < window.
+  `q_idx`/`kv_idx` default to 0..T-1; a KV cache passes absolute indices.
+  Rows that see no key at all produce zeros, never NaN.
+  """
+  q_segment_ids: jax.Array | None = None  # B x Tq int
+  kv_segment_ids: jax.Array | None = None  # B x Tk int
+  q_idx: jax.Array | None = None  # B x Tq int
+  kv_idx: jax.Array | None = None  # B x Tk int
+  causal: bool = struct.field(pytree_node=False, default=True)
+  window: int | None = struct.field(pytree_node=False, default=None)
+
+  def dense(self, batch: int, tq: int, tk: int) -> jax.Array:
+    """Boolean B x Tq x Tk mask (the reference; kernels never build it)."""
+    ok = jnp.ones((batch, tq, tk), dtype=bool)
+    if self.q_segment_ids is not None or self.kv_segment_ids is not None:
+      qs = _or_ones(self.q_segment_ids, batch, tq)
+      ks = _or_ones(self.kv_segment_ids, batch, tk)
+      ok &= (qs[:, :, None] == ks[:, None, :]) & (qs[:, :, None] != 0) & (ks[:, None, :] != 0)
+    if self.causal or self.window is not None:
+      qi = _or_arange(self.q_idx, batch, tq)[:, :, None]
+      ki = _or_arange(self.kv_idx, batch, tk)[:, None, :]
+      if self.causal:
+        ok &= ki <= qi
+      if self.window is not None:
+        ok &= qi - ki < self.window
+    return ok
+
+
+def _or_ones(x, b, t):
+  return jnp.ones((b, t), jnp.int32) if x is None else x
+
+
+def _or_arange(x, b, t):
+  return jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)) if x is None else x
+
+
+def attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array, mask: Mask, *,
+              scale: float | None = None, impl: str = "xla") -> jax.Array:
+  """Multi-head attention with grouped KV heads (N query heads, K | N kv heads)."""
+  n, kv = q_BxTxNxH.shape[2], k_BxSxKxH.shape[2]
+  if n % kv:
+    raise ValueError(f"{n} query heads are not a multiple of {kv} kv heads")
+  scale = q_BxTxNxH.shape[-1] ** -0.5 if scale is None else scale
+  if impl == "xla":
+    return _attention_xla(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask, scale)
+  if impl == "pallas":
+    from pallas_kernels import flash_attention  # optional dependency of the kernels package
+    return flash_attention.attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask, scale=scale)
+  raise ValueError(f"attention impl must be one of {IMPLS}, got {impl!r}")
+
+
+def _attention_xla(q, k, v, mask: Mask, scale: float) -> jax.Array:
+  b, t, n, h = q.shape
+  s, kv = k.shape[1], k.shape[2]
+  q = q.reshape(b, t, kv, n // kv, h)
+  logits = jnp.einsum("btkgh,bskh->bkgts", q * jnp.asarray(scale, q.dtype), k,
+                      preferred_element_type=jnp.float32)
+  ok = mask.dense(b, t, s)[:, None, None]  # B x 1 x 1 x T x S
+  logits = jnp.where(ok, logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1)
+  # A row with no visible key would be uniform over garbage: zero it instead.
+  probs = jnp.where(jnp.any(ok, axis=-1, keepdims=True), probs, 0.0).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
+  return out.reshape(b, t, n, h)

@@ -1,0 +1,86 @@
+"""Small shared layers: every parameter carries logical axis names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = Callable[..., jax.Array]
+
+
+def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], names: Sequence[str | None],
+          dtype=jnp.float32) -> nnx.Param:
+  """A Param annotated with logical axis names (mapped to a mesh by nn.sharding).
+
+  Eager sharding is off so that models build without a mesh; the trainer places
+  the state on the mesh with `sharding.state_shardings`.
+  """
+  return nnx.Param(init(rngs.params(), tuple(shape), dtype), sharding=tuple(names),
+                   eager_sharding=False)
+
+
+class Linear(nnx.Module):
+  """y = x @ W (no bias): W is [in, out] with logical names `names`."""
+
+  def __init__(self, d_in: int, d_out: int, names: tuple[str | None, str | None], *,
+               rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
+               init: Initializer | None = None):
+    init = init or nnx.initializers.normal(stddev=d_in**-0.5)
+    self.kernel = param(rngs, init, (d_in, d_out), names, param_dtype)
+    self.dtype = dtype
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.dot(x.astype(self.dtype), self.kernel.value.astype(self.dtype))
+
+
+class RMSNorm(nnx.Module):
+  """Root-mean-square norm, statistics in float32 whatever the compute dtype."""
+
+  def __init__(self, dim: int, *, eps: float = 1e-5, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    self.scale = param(rngs, nnx.initializers.ones, (dim,), ("norm",), param_dtype)
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (y * self.scale.value.astype(jnp.float32)).astype(x.dtype)
+
+
+class Embed(nnx.Module):
+  """Token embedding; `attend` reuses the table as a tied output head."""
+
+  def __init__(self, vocab_size: int, dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32,
+               param_dtype=jnp.float32, stddev: float = 1.0):
+    self.embedding = param(rngs, nnx.initializers.normal(stddev=stddev), (vocab_size, dim),
+                           ("vocab", "embed"), param_dtype)
+    self.dtype = dtype
+
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    # Negative ids are padding (PAD_ID = -1): look up row 0, callers mask them.
+    return jnp.take(self.embedding.value, jnp.maximum(ids, 0), axis=0).astype(self.dtype)
+
+  def attend(self, x: jax.Array) -> jax.Array:
+    return jnp.dot(x.astype(self.dtype), self.embedding.value.astype(self.dtype).T)
+
+
+class SwiGLU(nnx.Module):
+  """Gated MLP: down(silu(x W_gate) * (x W_up))."""
+
+  def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32,
+               param_dtype=jnp.float32, down_init: Initializer | None = None):
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.gate = Linear(dim, hidden, ("embed", "mlp"), **kw)
+    self.up = Linear(dim, hidden, ("embed", "mlp"), **kw)
+    self.down = Linear(hidden, dim, ("mlp", "embed"), init=down_init, **kw)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+def mlp_hidden_dim(dim: int, multiple_of: int = 64, ffn_multiplier: float = 1.0) -> int:
+  """Llama sizing: 2/3 of 4*dim (so SwiGLU matches a 4x GELU MLP), rounded up."""
+  hidden = int(ffn_multiplier * int(2 * 4 * dim / 3))
+  return multiple_of * ((hidden + multiple_of - 1) // multiple_of)

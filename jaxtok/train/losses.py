@@ -1,0 +1,50 @@
+"""Masked language-model losses, returned as sums so that they add up exactly
+over micro-batches, devices and evaluation batches.
+
+Bits-per-byte follows BLT: BPB = sum of cross-entropy (nats) / ln 2 / number of
+bytes of text predicted. For byte models the bytes are the targets that are
+real bytes (id >= 4); the cost of predicting EOS is counted in the numerator,
+as it is part of coding the document. Token models pass `target_bytes` (the
+UTF-8 length of each target token) so their BPB is comparable with bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxtok.data.codec import OFFSET
+
+LN2 = math.log(2.0)
+
+
+def token_ce_sums(logits_BxTxV: jax.Array, targets_BxT: jax.Array,
+                  target_bytes_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
+  """{"loss_sum": Σ CE nats, "tokens": #predicted, "bytes": #bytes predicted}."""
+  mask = targets_BxT >= 0
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxTxV.astype(jnp.float32), jnp.maximum(targets_BxT, 0))
+  if target_bytes_BxT is None:
+    target_bytes_BxT = (targets_BxT >= OFFSET).astype(jnp.int32)
+  return {
+      "loss_sum": jnp.sum(jnp.where(mask, ce, 0.0)),
+      "tokens": jnp.sum(mask).astype(jnp.float32),
+      "bytes": jnp.sum(jnp.where(mask, target_bytes_BxT, 0)).astype(jnp.float32),
+  }
+
+
+def lm_loss(model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Next-token loss of a transformer on a packed batch."""
+  logits = model(batch["inputs"], segment_ids=batch["segment_ids"], positions=batch["positions"])
+  return token_ce_sums(logits, batch["targets"], batch.get("target_bytes"))
+
+
+def summarize(sums: dict[str, float]) -> dict[str, float]:
+  """Mean loss per token and bits per byte from summed statistics."""
+  tokens, nbytes = max(float(sums["tokens"]), 1.0), max(float(sums["bytes"]), 1.0)
+  out = {"loss": float(sums["loss_sum"]) / tokens, "bpb": float(sums["loss_sum"]) / LN2 / nbytes}
+  out.update({k: float(v) for k, v in sums.items() if k not in ("loss_sum",)})
+  return out

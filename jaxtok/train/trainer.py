@@ -1,0 +1,309 @@
+"""The training loop: data -> jitted step -> metrics / eval / checkpoints.
+
+Everything inside the loop that touches the device is asynchronous: per-step
+metrics stay on device and are fetched every `log_every` steps (and before a
+checkpoint, so a non-finite loss is never saved). Batches are packed and put
+on the device by a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxtok.data import corpora, packing
+from jaxtok.eval.flops import count_params
+from jaxtok.nn import sharding as shd
+from jaxtok.train import checkpoint as ckpt_lib
+from jaxtok.train.losses import summarize
+from jaxtok.train.metrics import MetricWriter, format_table
+from jaxtok.train.optimizer import make_optimizer
+from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
+from jaxtok.train.task import Task, get_task
+
+
+class TrainingDivergedError(RuntimeError):
+  """A non-finite loss: the run stops and the last good checkpoint is kept."""
+
+
+def validate_config(config) -> None:
+  """Checks the fields the trainer relies on; messages name the field."""
+  t, d = config.train, config.data
+  def need(ok, field, why):
+    if not ok:
+      raise ValueError(f"config.{field}: {why}")
+  need(t.steps > 0, "train.steps", f"must be positive, got {t.steps}")
+  need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
+  need(0 <= t.warmup_steps, "train.warmup_steps", f"must be >= 0, got {t.warmup_steps}")
+  need(t.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {t.grad_accum}")
+  need(d.batch_size % t.grad_accum == 0, "data.batch_size",
+       f"{d.batch_size} must be divisible by train.grad_accum={t.grad_accum}")
+  need(d.seq_len > 1, "data.seq_len", f"must be > 1, got {d.seq_len}")
+  need(t.log_every > 0, "train.log_every", "must be positive")
+  need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
+
+
+def _build_state(task: Task, config, mesh):
+  model = task.build_model(nnx.Rngs(config.train.seed))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  if jax.tree.leaves(rest):
+    raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
+  param_shardings = shd.state_shardings(params, mesh)
+  params = jax.device_put(params, param_shardings)
+  t = config.train
+  tx, schedule = make_optimizer(
+      lr=t.lr, warmup_steps=t.warmup_steps, total_steps=t.steps, weight_decay=t.weight_decay,
+      b1=t.b1, b2=t.b2, clip_norm=t.clip_norm, final_lr_fraction=t.final_lr_fraction)
+  opt_state = jax.jit(tx.init)(params)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+  return graphdef, state, tx, schedule
+
+
+def _to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
+  d = config.data
+  corpus = corpora.load_corpus(d.name, split=split, data_dir=d.data_dir or None,
+                               text_key=d.text_key, val_fraction=d.val_fraction)
+  it = packing.PackedBatches(
+      corpus, batch_size=d.batch_size // jax.process_count(), seq_len=d.seq_len, seed=seed,
+      shuffle=shuffle, repeat=repeat, process_index=jax.process_index(),
+      process_count=jax.process_count(), encode_fn=task.encode_fn)
+  return corpus, it
+
+
+class _HostBatches:
+  """Packed batches + the task's host-side transform; checkpointable like the packer."""
+
+  def __init__(self, it, transform):
+    self._it, self._transform = it, transform
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self._it)
+    return self._transform(batch) if self._transform else batch
+
+  def get_state(self):
+    return self._it.get_state()
+
+  def set_state(self, state):
+    self._it.set_state(state)
+
+
+def evaluate(eval_step, params, batches, sharding) -> dict[str, float]:
+  """Summed statistics over a fixed list of batches -> loss / bpb."""
+  totals = None
+  for batch in batches:
+    sums = eval_step(params, _to_device(batch, sharding))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  return summarize(jax.device_get(totals))
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+  """Turns SIGTERM into a flag the loop checks after each step."""
+  flag = {"stop": False}
+  def handler(signum, frame):
+    flag["stop"] = True
+  try:
+    previous = signal.signal(signal.SIGTERM, handler)
+  except ValueError:  # not the main thread: no signal handling
+    yield flag
+    return
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, Any]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  `stop_after` ends the run (with a checkpoint) after that global step, as if
+  interrupted; tests use it to check that resuming reproduces the losses.
+  Returns the results dict that is also written to workdir/results.json.
+  """
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  t, d = config.train, config.data
+  task = get_task(config)
+  mesh = shd.make_mesh(**config.mesh)
+  batch_sharding = shd.batch_sharding(mesh)
+  graphdef, state, tx, schedule = _build_state(task, config, mesh)
+  n_params = count_params(state.params)
+
+  _, train_it = make_batches(task, config, "train", seed=t.seed, repeat=True, shuffle=True)
+  val_corpus, val_it = make_batches(task, config, "validation", seed=0, repeat=False,
+                                    shuffle=False)
+  transform = task.host_transform
+  val_batches = []
+  for batch in val_it:
+    val_batches.append(transform(batch) if transform else batch)
+    if d.eval_batches and len(val_batches) >= d.eval_batches:
+      break
+  host_batches = _HostBatches(train_it, transform)
+
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.keep,
+                               async_save=t.async_ckpt)
+  start = ckpt.latest_step() or 0
+  if start:
+    _, arrays, js = ckpt.restore({"params": state.params, "opt_state": state.opt_state},
+                                 json_keys=("data",))
+    state = TrainState(step=jnp.asarray(start, jnp.int32), params=arrays["params"],
+                       opt_state=arrays["opt_state"])
+    host_batches.set_state(js["data"])
+    logging.info("resumed from %s at step %d", ckpt.directory, start)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+  train_step = make_train_step(graphdef, tx, schedule, task.loss_fn, grad_accum=t.grad_accum)
+  eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
+
+  pending: list[tuple[int, dict]] = []  # per-step device metrics not yet fetched
+  window = dict(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)  # since the last log line
+  clock = {"t": time.perf_counter(), "train_time": 0.0}
+  last_train: dict[str, float] = {}
+  data_state = host_batches.get_state()
+  step = last_saved = start
+  compile_s = None
+
+  def drain():
+    """Fetches pending per-step metrics, logs them, stops on a non-finite loss."""
+    if not pending:
+      return
+    fetched = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, fetched):
+      if not math.isfinite(float(m["loss"])):
+        raise TrainingDivergedError(
+            f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
+            f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
+            f"config.train.lr or enable clipping (config.train.clip_norm).")
+      writer.write(s, {"loss": m["loss"]}, prefix="train/")
+      for k in ("bytes", "tokens", "loss_sum"):
+        window[k] += float(m[k])
+    last_train.update({k: float(fetched[-1][k]) for k in ("loss", "bpb", "grad_norm", "lr")})
+    pending.clear()
+
+  def stop_clock():
+    """Syncs and books the time since the clock started as training time."""
+    drain()
+    dt = time.perf_counter() - clock["t"]
+    window["time"] += dt
+    clock["train_time"] += dt
+
+  def start_clock():
+    clock["t"] = time.perf_counter()
+
+  def log_window():
+    stop_clock()
+    secs = max(window["time"], 1e-9)
+    last_train.update(bytes_per_s=window["bytes"] / secs, tokens_per_s=window["tokens"] / secs,
+                      bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0))
+    writer.write(step, last_train, prefix="train/")
+    pbar.set_postfix(loss=f"{last_train['loss']:.3f}", bpb=f"{last_train['bpb_window']:.3f}",
+                     bytes_s=f"{last_train['bytes_per_s']:.0f}")
+    window.update(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)
+    start_clock()
+
+  def save(at_step):
+    nonlocal last_saved
+    stop_clock()  # never save after an unchecked step
+    ckpt.save(at_step, {"params": state.params, "opt_state": state.opt_state},
+              {"data": data_state})
+    last_saved = at_step
+    start_clock()
+
+  pbar = tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+              disable=jax.process_index() != 0 or not t.progress_bar)
+  stopped_by = None
+  try:
+    with _sigterm_flag() as sig:
+      batches = iter(prefetch)
+      while step < t.steps:
+        batch, data_state = next(batches)
+        state, metrics = train_step(state, _to_device(batch, batch_sharding))
+        step += 1
+        pending.append((step, metrics))
+        pbar.update(1)
+        if compile_s is None:  # keep compilation out of the throughput numbers
+          drain()
+          compile_s = time.perf_counter() - clock["t"]
+          start_clock()
+          window.update(bytes=0.0, tokens=0.0, loss_sum=0.0)
+        if step % t.log_every == 0 or step == t.steps:
+          log_window()
+        if t.eval_every and step % t.eval_every == 0 and step < t.steps:
+          stop_clock()
+          writer.write(step, evaluate(eval_step, state.params, val_batches, batch_sharding),
+                       prefix="eval/")
+          start_clock()
+        if t.ckpt_every and step % t.ckpt_every == 0:
+          save(step)
+        if sig["stop"] or (stop_after is not None and step >= stop_after):
+          stopped_by = "SIGTERM" if sig["stop"] else "stop_after"
+          break
+      if step != last_saved:
+        save(step)
+  finally:
+    pbar.close()
+    prefetch.close()
+    ckpt.close()
+    writer.flush()
+
+  if stopped_by:
+    logging.info("stopped at step %d (%s); checkpoint saved", step, stopped_by)
+    writer.close()
+    return {"step": step, "stopped_by": stopped_by}
+
+  final_eval = evaluate(eval_step, state.params, val_batches, batch_sharding)
+  writer.write(step, final_eval, prefix="eval/")
+  writer.close()
+  flops = task.flops
+  results = {
+      "model": task.name,
+      "data": d.name,
+      "steps": step,
+      "parameters": n_params,
+      "train_bpb": last_train.get("bpb_window", float("nan")),
+      "val_bpb": final_eval["bpb"],
+      "val_loss": final_eval["loss"],
+      "val_bytes": final_eval["bytes"],
+      "bytes_per_s": last_train.get("bytes_per_s", float("nan")),
+      "tokens_per_s": last_train.get("tokens_per_s", float("nan")),
+      "train_flops_per_byte": flops.train,
+      "inference_flops_per_byte": flops.inference,
+      "compile_s": compile_s or 0.0,
+      "train_time_s": clock["train_time"],
+      **task.extra,
+  }
+  if d.get("unigram_baseline", True):
+    results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def results_table(results: dict[str, Any]) -> str:
+  keep = ["model", "data", "steps", "parameters", "train_bpb", "val_bpb", "val_unigram_bpb",
+          "bytes_per_s", "tokens_per_s", "train_flops_per_byte", "inference_flops_per_byte",
+          "train_time_s"]
+  return format_table({k: results[k] for k in keep if k in results}, title="jaxtok results")

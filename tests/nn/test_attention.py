@@ -1,0 +1,81 @@
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxtok.nn.attention import Mask, attention
+
+
+def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale):
+  """Per-query loop in numpy: the independent reference."""
+  b, t, n, h = q.shape
+  kv = k.shape[2]
+  out = np.zeros_like(q)
+  for bi, i, hi in itertools.product(range(b), range(t), range(n)):
+    kh = hi // (n // kv)
+    keys = [j for j in range(k.shape[1])
+            if qseg[bi, i] == kseg[bi, j] != 0
+            and (not causal or kidx[bi, j] <= qidx[bi, i])
+            and (window is None or qidx[bi, i] - kidx[bi, j] < window)]
+    if not keys:
+      continue
+    s = np.array([q[bi, i, hi] @ k[bi, j, kh] * scale for j in keys])
+    p = np.exp(s - s.max())
+    p /= p.sum()
+    out[bi, i, hi] = sum(pj * v[bi, j, kh] for pj, j in zip(p, keys))
+  return out
+
+
+@pytest.mark.parametrize("causal,window,n,kv", [(True, None, 4, 4), (True, 3, 4, 2),
+                                                (False, None, 2, 1), (False, 2, 4, 1)])
+def test_matches_naive_loop(causal, window, n, kv):
+  rng = np.random.default_rng(0)
+  b, t, s, h = 2, 7, 7, 8
+  q = rng.normal(size=(b, t, n, h)).astype(np.float32)
+  k = rng.normal(size=(b, s, kv, h)).astype(np.float32)
+  v = rng.normal(size=(b, s, kv, h)).astype(np.float32)
+  seg = np.array([[1, 1, 1, 2, 2, 0, 0], [1, 2, 2, 2, 3, 3, 3]], np.int32)
+  idx = np.broadcast_to(np.arange(t), (b, t)).astype(np.int32)
+  mask = Mask(q_segment_ids=jnp.asarray(seg), kv_segment_ids=jnp.asarray(seg), causal=causal,
+              window=window)
+  got = attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask)
+  want = naive_attention(q, k, v, seg, seg, idx, idx, causal, window, h**-0.5)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+def test_fully_masked_rows_are_zero_and_grads_finite():
+  rng = np.random.default_rng(1)
+  q = jnp.asarray(rng.normal(size=(1, 4, 2, 4)), jnp.float32)
+  kv = jnp.asarray(rng.normal(size=(1, 4, 2, 4)), jnp.float32)
+  seg = jnp.array([[0, 1, 1, 0]])  # padding queries and keys
+  mask = Mask(q_segment_ids=seg, kv_segment_ids=seg, causal=True)
+  out = attention(q, kv, kv, mask)
+  assert np.all(np.asarray(out[0, 0]) == 0) and np.all(np.asarray(out[0, 3]) == 0)
+  grads = jax.grad(lambda q, k: attention(q, k, k, mask).sum(), argnums=(0, 1))(q, kv)
+  assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+
+
+def test_cache_style_indices():
+  """Queries at absolute positions 5..6 over a 8-slot cache with 7 filled slots."""
+  rng = np.random.default_rng(2)
+  q = rng.normal(size=(1, 2, 2, 4)).astype(np.float32)
+  k = rng.normal(size=(1, 8, 2, 4)).astype(np.float32)
+  v = rng.normal(size=(1, 8, 2, 4)).astype(np.float32)
+  qidx = np.array([[5, 6]], np.int32)
+  kidx = np.arange(8, dtype=np.int32)[None]
+  kseg = (kidx < 7).astype(np.int32)
+  mask = Mask(q_segment_ids=None, kv_segment_ids=jnp.asarray(kseg), q_idx=jnp.asarray(qidx),
+              kv_idx=jnp.asarray(kidx), causal=True, window=4)
+  got = attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask)
+  want = naive_attention(q, k, v, np.ones((1, 2), np.int32), kseg, qidx, kidx, True, 4, 0.5)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+def test_bad_impl_and_heads():
+  x = jnp.zeros((1, 2, 3, 4))
+  with pytest.raises(ValueError, match="multiple"):
+    attention(x, jnp.zeros((1, 2, 2, 4)), jnp.zeros((1, 2, 2, 4)), Mask())
+  with pytest.raises(ValueError, match="impl"):
+    attention(x, x, x, Mask(), impl="cuda")
