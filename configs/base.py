@@ -4,7 +4,8 @@ from ml_collections import config_dict
 
 
 def model_defaults() -> config_dict.ConfigDict:
-  return config_dict.ConfigDict(dict(
+  return config_dict.ConfigDict(
+    dict(
       name="transformer",
       vocab_size=260,
       d_model=256,
@@ -22,13 +23,15 @@ def model_defaults() -> config_dict.ConfigDict:
       param_dtype="float32",
       attention_impl="xla",
       remat=False,
-  ))
+    )
+  )
 
 
 def get_config() -> config_dict.ConfigDict:
   c = config_dict.ConfigDict()
   c.model = model_defaults()
-  c.data = config_dict.ConfigDict(dict(
+  c.data = config_dict.ConfigDict(
+    dict(
       name="stdlib",  # "stdlib", "files:<path|glob>[,...]", or a prepared tfds name
       data_dir="",  # tfds data dir; "" = $JAXTOK_DATA_DIR or ~/.cache/jaxtok/tfds
       text_key="text",
@@ -38,8 +41,10 @@ def get_config() -> config_dict.ConfigDict:
       eval_batches=16,  # 0 = the whole validation split
       prefetch=2,
       unigram_baseline=True,
-  ))
-  c.train = config_dict.ConfigDict(dict(
+    )
+  )
+  c.train = config_dict.ConfigDict(
+    dict(
       steps=1000,
       lr=3e-3,
       warmup_steps=100,
@@ -56,6 +61,7 @@ def get_config() -> config_dict.ConfigDict:
       keep=3,
       async_ckpt=True,
       progress_bar=True,
-  ))
+    )
+  )
   c.mesh = config_dict.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   return c

@@ -11,10 +11,12 @@ from ml_collections import config_flags
 
 from jaxtok.train import trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/entropy_model.py",
-                                          "Path to a configs/*.py file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs, results.",
-                               required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "configs/entropy_model.py", "Path to a configs/*.py file."
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Checkpoints, TensorBoard logs, results.", required=True
+)
 
 
 def main(argv):
@@ -22,8 +24,10 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   results = trainer.train(_CONFIG.value, _WORKDIR.value)
   if "stopped_by" in results:
-    print(f"stopped at step {results['step']} ({results['stopped_by']}); "
-          f"checkpoint saved in {_WORKDIR.value}; rerun to resume")
+    print(
+      f"stopped at step {results['step']} ({results['stopped_by']}); "
+      f"checkpoint saved in {_WORKDIR.value}; rerun to resume"
+    )
     return
   print(trainer.results_table(results))
   print(f"workdir: {_WORKDIR.value} (checkpoints/, tensorboard/, results.json)")

@@ -16,6 +16,7 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class Flops:
   """Forward FLOPs per byte, by part; training and inference derive from it."""
+
   parts: dict[str, float]
 
   @property
@@ -49,9 +50,17 @@ def visible_keys(seq_len: int, window: int | None = None) -> float:
   return total / seq_len
 
 
-def transformer_flops_per_token(*, d_model: int, n_layers: int, n_heads: int, n_kv_heads: int,
-                                head_dim: int, mlp_dim: int, vocab_size: int | None,
-                                context: float) -> Flops:
+def transformer_flops_per_token(
+  *,
+  d_model: int,
+  n_layers: int,
+  n_heads: int,
+  n_kv_heads: int,
+  head_dim: int,
+  mlp_dim: int,
+  vocab_size: int | None,
+  context: float,
+) -> Flops:
   """Forward FLOPs per token of a Llama-style decoder.
 
   `context` is the mean number of keys a query attends to (see visible_keys);
@@ -61,9 +70,9 @@ def transformer_flops_per_token(*, d_model: int, n_layers: int, n_heads: int, n_
   kv = 2 * d_model * n_kv_heads * head_dim  # wk and wv
   mlp = 3 * d_model * mlp_dim  # gate, up, down
   parts = {
-      "attn_proj": 2.0 * n_layers * (qo + kv),
-      "attn_scores": 2.0 * n_layers * 2 * n_heads * head_dim * context,  # QK^T and PV
-      "mlp": 2.0 * n_layers * mlp,
+    "attn_proj": 2.0 * n_layers * (qo + kv),
+    "attn_scores": 2.0 * n_layers * 2 * n_heads * head_dim * context,  # QK^T and PV
+    "mlp": 2.0 * n_layers * mlp,
   }
   if vocab_size:
     parts["head"] = 2.0 * d_model * vocab_size
@@ -73,11 +82,18 @@ def transformer_flops_per_token(*, d_model: int, n_layers: int, n_heads: int, n_
 def transformer_config_flops(cfg, seq_len: int) -> Flops:
   """Per-token forward FLOPs of a jaxtok TransformerConfig on rows of `seq_len`."""
   return transformer_flops_per_token(
-      d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-      n_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_size, mlp_dim=cfg.hidden_dim,
-      vocab_size=cfg.vocab_size, context=visible_keys(seq_len, cfg.sliding_window))
+    d_model=cfg.d_model,
+    n_layers=cfg.n_layers,
+    n_heads=cfg.n_heads,
+    n_kv_heads=cfg.num_kv_heads,
+    head_dim=cfg.head_size,
+    mlp_dim=cfg.hidden_dim,
+    vocab_size=cfg.vocab_size,
+    context=visible_keys(seq_len, cfg.sliding_window),
+  )
 
 
 def count_params(params) -> int:
   import jax
+
   return int(sum(x.size for x in jax.tree.leaves(params)))

@@ -58,18 +58,28 @@ class TransformerConfig:
     def need(ok, field, why):
       if not ok:
         raise ValueError(f"config.model.{field}={getattr(self, field)!r}: {why}")
+
     need(self.vocab_size > 0, "vocab_size", "must be positive")
     need(self.d_model > 0, "d_model", "must be positive")
     need(self.n_layers > 0, "n_layers", "must be positive")
     need(self.n_heads > 0, "n_heads", "must be positive")
-    need(self.head_dim is not None or self.d_model % self.n_heads == 0, "n_heads",
-         f"must divide d_model={self.d_model} (or set head_dim)")
-    need(self.num_kv_heads > 0 and self.n_heads % self.num_kv_heads == 0, "n_kv_heads",
-         f"must divide n_heads={self.n_heads}")
+    need(
+      self.head_dim is not None or self.d_model % self.n_heads == 0,
+      "n_heads",
+      f"must divide d_model={self.d_model} (or set head_dim)",
+    )
+    need(
+      self.num_kv_heads > 0 and self.n_heads % self.num_kv_heads == 0,
+      "n_kv_heads",
+      f"must divide n_heads={self.n_heads}",
+    )
     need(self.head_size % 2 == 0, "head_dim", "must be even for RoPE")
     need(self.rope_layout in ("interleaved", "half"), "rope_layout", "'interleaved' or 'half'")
-    need(self.sliding_window is None or self.sliding_window > 0, "sliding_window",
-         "must be positive or None")
+    need(
+      self.sliding_window is None or self.sliding_window > 0,
+      "sliding_window",
+      "must be positive or None",
+    )
     need(self.dtype in DTYPES, "dtype", f"one of {sorted(DTYPES)}")
     need(self.param_dtype in DTYPES, "param_dtype", f"one of {sorted(DTYPES)}")
     need(self.attention_impl in attn_lib.IMPLS, "attention_impl", f"one of {attn_lib.IMPLS}")
@@ -90,13 +100,13 @@ class TransformerConfig:
 @struct.dataclass
 class KVCache:
   """Keys/values of every layer for decoding; `end` = number of filled slots."""
+
   k: jax.Array  # L x B x S x K x H
   v: jax.Array  # L x B x S x K x H
   end: jax.Array  # int32 scalar
 
 
 class Attention(nnx.Module):
-
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     d, n, kv, h = cfg.d_model, cfg.n_heads, cfg.num_kv_heads, cfg.head_size
     kw = dict(rngs=rngs, dtype=DTYPES[cfg.dtype], param_dtype=DTYPES[cfg.param_dtype])
@@ -123,15 +133,19 @@ class Attention(nnx.Module):
 
 
 class Block(nnx.Module):
-
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     kw = dict(rngs=rngs, param_dtype=DTYPES[cfg.param_dtype])
     self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
     self.attn = Attention(cfg, rngs=rngs)
     self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
-    out_std = cfg.hidden_dim ** -0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
-    self.mlp = SwiGLU(cfg.d_model, cfg.hidden_dim, dtype=DTYPES[cfg.dtype],
-                      down_init=nnx.initializers.normal(out_std), **kw)
+    out_std = cfg.hidden_dim**-0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
+    self.mlp = SwiGLU(
+      cfg.d_model,
+      cfg.hidden_dim,
+      dtype=DTYPES[cfg.dtype],
+      down_init=nnx.initializers.normal(out_std),
+      **kw,
+    )
 
   def __call__(self, x, positions, mask):
     x = x + self.attn(self.attn_norm(x), positions, mask)
@@ -158,15 +172,25 @@ class Transformer(nnx.Module):
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
     self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=pdtype)
     if not cfg.tie_embeddings:
-      self.head = Linear(cfg.d_model, cfg.vocab_size, ("embed", "vocab"), rngs=rngs, dtype=dtype,
-                         param_dtype=pdtype)
+      self.head = Linear(
+        cfg.d_model, cfg.vocab_size, ("embed", "vocab"), rngs=rngs, dtype=dtype, param_dtype=pdtype
+      )
 
   def mask(self, segment_ids_BxT: jax.Array | None) -> attn_lib.Mask:
-    return attn_lib.Mask(q_segment_ids=segment_ids_BxT, kv_segment_ids=segment_ids_BxT,
-                         causal=True, window=self.cfg.sliding_window)
+    return attn_lib.Mask(
+      q_segment_ids=segment_ids_BxT,
+      kv_segment_ids=segment_ids_BxT,
+      causal=True,
+      window=self.cfg.sliding_window,
+    )
 
-  def hidden(self, x_BxTxD: jax.Array, *, segment_ids: jax.Array | None = None,
-             positions: jax.Array | None = None) -> jax.Array:
+  def hidden(
+    self,
+    x_BxTxD: jax.Array,
+    *,
+    segment_ids: jax.Array | None = None,
+    positions: jax.Array | None = None,
+  ) -> jax.Array:
     """Runs the blocks on input vectors; returns the final-normed states."""
     b, t, _ = x_BxTxD.shape
     if positions is None:
@@ -183,9 +207,14 @@ class Transformer(nnx.Module):
     out = self.embed.attend(h_BxTxD) if self.cfg.tie_embeddings else self.head(h_BxTxD)
     return out.astype(jnp.float32)
 
-  def __call__(self, tokens_BxT: jax.Array | None = None, *, embeddings: jax.Array | None = None,
-               segment_ids: jax.Array | None = None,
-               positions: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self,
+    tokens_BxT: jax.Array | None = None,
+    *,
+    embeddings: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+    positions: jax.Array | None = None,
+  ) -> jax.Array:
     """Logits B x T x V. Pass `embeddings` (B x T x D) instead of tokens to feed vectors."""
     if (tokens_BxT is None) == (embeddings is None):
       raise ValueError("pass exactly one of tokens_BxT and embeddings")
@@ -198,8 +227,9 @@ class Transformer(nnx.Module):
     cfg = self.cfg
     shape = (cfg.n_layers, batch, max_len, cfg.num_kv_heads, cfg.head_size)
     dtype = dtype or DTYPES[cfg.dtype]
-    return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
-                   end=jnp.zeros((), jnp.int32))
+    return KVCache(
+      k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype), end=jnp.zeros((), jnp.int32)
+    )
 
   def decode(self, tokens_BxT: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
     """Logits for `tokens_BxT` continuing the cached prefix; O(cache) work per token.
@@ -212,9 +242,13 @@ class Transformer(nnx.Module):
     idx = cache.end + jnp.arange(t, dtype=jnp.int32)
     positions = jnp.broadcast_to(idx, (b, t))
     kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-    mask = attn_lib.Mask(kv_segment_ids=(kv_idx < cache.end + t).astype(jnp.int32),
-                         q_idx=positions, kv_idx=kv_idx, causal=True,
-                         window=self.cfg.sliding_window)
+    mask = attn_lib.Mask(
+      kv_segment_ids=(kv_idx < cache.end + t).astype(jnp.int32),
+      q_idx=positions,
+      kv_idx=kv_idx,
+      causal=True,
+      window=self.cfg.sliding_window,
+    )
     x = self.embed(tokens_BxT)
     ks, vs = [], []
     for i, block in enumerate(self.blocks):

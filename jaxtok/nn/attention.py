@@ -26,6 +26,7 @@ class Mask:
   `q_idx`/`kv_idx` default to 0..T-1; a KV cache passes absolute indices.
   Rows that see no key at all produce zeros, never NaN.
   """
+
   q_segment_ids: jax.Array | None = None  # B x Tq int
   kv_segment_ids: jax.Array | None = None  # B x Tk int
   q_idx: jax.Array | None = None  # B x Tq int
@@ -58,8 +59,15 @@ def _or_arange(x, b, t):
   return jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)) if x is None else x
 
 
-def attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array, mask: Mask, *,
-              scale: float | None = None, impl: str = "xla") -> jax.Array:
+def attention(
+  q_BxTxNxH: jax.Array,
+  k_BxSxKxH: jax.Array,
+  v_BxSxKxH: jax.Array,
+  mask: Mask,
+  *,
+  scale: float | None = None,
+  impl: str = "xla",
+) -> jax.Array:
   """Multi-head attention with grouped KV heads (N query heads, K | N kv heads)."""
   n, kv = q_BxTxNxH.shape[2], k_BxSxKxH.shape[2]
   if n % kv:
@@ -69,6 +77,7 @@ def attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array, 
     return _attention_xla(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask, scale)
   if impl == "pallas":
     from pallas_kernels import flash_attention  # optional dependency of the kernels package
+
     return flash_attention.attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask, scale=scale)
   raise ValueError(f"attention impl must be one of {IMPLS}, got {impl!r}")
 
@@ -77,8 +86,9 @@ def _attention_xla(q, k, v, mask: Mask, scale: float) -> jax.Array:
   b, t, n, h = q.shape
   s, kv = k.shape[1], k.shape[2]
   q = q.reshape(b, t, kv, n // kv, h)
-  logits = jnp.einsum("btkgh,bskh->bkgts", q * jnp.asarray(scale, q.dtype), k,
-                      preferred_element_type=jnp.float32)
+  logits = jnp.einsum(
+    "btkgh,bskh->bkgts", q * jnp.asarray(scale, q.dtype), k, preferred_element_type=jnp.float32
+  )
   ok = mask.dense(b, t, s)[:, None, None]  # B x 1 x 1 x T x S
   logits = jnp.where(ok, logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1)

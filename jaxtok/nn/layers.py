@@ -11,23 +11,37 @@ from flax import nnx
 Initializer = Callable[..., jax.Array]
 
 
-def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], names: Sequence[str | None],
-          dtype=jnp.float32) -> nnx.Param:
+def param(
+  rngs: nnx.Rngs,
+  init: Initializer,
+  shape: Sequence[int],
+  names: Sequence[str | None],
+  dtype=jnp.float32,
+) -> nnx.Param:
   """A Param annotated with logical axis names (mapped to a mesh by nn.sharding).
 
   Eager sharding is off so that models build without a mesh; the trainer places
   the state on the mesh with `sharding.state_shardings`.
   """
-  return nnx.Param(init(rngs.params(), tuple(shape), dtype), sharding=tuple(names),
-                   eager_sharding=False)
+  return nnx.Param(
+    init(rngs.params(), tuple(shape), dtype), sharding=tuple(names), eager_sharding=False
+  )
 
 
 class Linear(nnx.Module):
   """y = x @ W (no bias): W is [in, out] with logical names `names`."""
 
-  def __init__(self, d_in: int, d_out: int, names: tuple[str | None, str | None], *,
-               rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
-               init: Initializer | None = None):
+  def __init__(
+    self,
+    d_in: int,
+    d_out: int,
+    names: tuple[str | None, str | None],
+    *,
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    init: Initializer | None = None,
+  ):
     init = init or nnx.initializers.normal(stddev=d_in**-0.5)
     self.kernel = param(rngs, init, (d_in, d_out), names, param_dtype)
     self.dtype = dtype
@@ -52,10 +66,23 @@ class RMSNorm(nnx.Module):
 class Embed(nnx.Module):
   """Token embedding; `attend` reuses the table as a tied output head."""
 
-  def __init__(self, vocab_size: int, dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32,
-               param_dtype=jnp.float32, stddev: float = 1.0):
-    self.embedding = param(rngs, nnx.initializers.normal(stddev=stddev), (vocab_size, dim),
-                           ("vocab", "embed"), param_dtype)
+  def __init__(
+    self,
+    vocab_size: int,
+    dim: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    stddev: float = 1.0,
+  ):
+    self.embedding = param(
+      rngs,
+      nnx.initializers.normal(stddev=stddev),
+      (vocab_size, dim),
+      ("vocab", "embed"),
+      param_dtype,
+    )
     self.dtype = dtype
 
   def __call__(self, ids: jax.Array) -> jax.Array:
@@ -69,8 +96,16 @@ class Embed(nnx.Module):
 class SwiGLU(nnx.Module):
   """Gated MLP: down(silu(x W_gate) * (x W_up))."""
 
-  def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32,
-               param_dtype=jnp.float32, down_init: Initializer | None = None):
+  def __init__(
+    self,
+    dim: int,
+    hidden: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    down_init: Initializer | None = None,
+  ):
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
     self.gate = Linear(dim, hidden, ("embed", "mlp"), **kw)
     self.up = Linear(dim, hidden, ("embed", "mlp"), **kw)

@@ -18,8 +18,13 @@ def rope_angles(positions: jax.Array, head_dim: int, theta: float) -> jax.Array:
   return positions.astype(jnp.float32)[..., None] * inv_freq
 
 
-def apply_rope(x_BxTxHxD: jax.Array, positions_BxT: jax.Array, *, theta: float = 10000.0,
-               layout: str = "interleaved") -> jax.Array:
+def apply_rope(
+  x_BxTxHxD: jax.Array,
+  positions_BxT: jax.Array,
+  *,
+  theta: float = 10000.0,
+  layout: str = "interleaved",
+) -> jax.Array:
   """Rotates q or k by the angle of each position; computed in float32."""
   head_dim = x_BxTxHxD.shape[-1]
   ang = rope_angles(positions_BxT, head_dim, theta)[:, :, None, :]  # B x T x 1 x D/2

@@ -21,18 +21,20 @@ from jaxtok.data.codec import OFFSET
 LN2 = math.log(2.0)
 
 
-def token_ce_sums(logits_BxTxV: jax.Array, targets_BxT: jax.Array,
-                  target_bytes_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
+def token_ce_sums(
+  logits_BxTxV: jax.Array, targets_BxT: jax.Array, target_bytes_BxT: jax.Array | None = None
+) -> dict[str, jax.Array]:
   """{"loss_sum": Σ CE nats, "tokens": #predicted, "bytes": #bytes predicted}."""
   mask = targets_BxT >= 0
   ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits_BxTxV.astype(jnp.float32), jnp.maximum(targets_BxT, 0))
+    logits_BxTxV.astype(jnp.float32), jnp.maximum(targets_BxT, 0)
+  )
   if target_bytes_BxT is None:
     target_bytes_BxT = (targets_BxT >= OFFSET).astype(jnp.int32)
   return {
-      "loss_sum": jnp.sum(jnp.where(mask, ce, 0.0)),
-      "tokens": jnp.sum(mask).astype(jnp.float32),
-      "bytes": jnp.sum(jnp.where(mask, target_bytes_BxT, 0)).astype(jnp.float32),
+    "loss_sum": jnp.sum(jnp.where(mask, ce, 0.0)),
+    "tokens": jnp.sum(mask).astype(jnp.float32),
+    "bytes": jnp.sum(jnp.where(mask, target_bytes_BxT, 0)).astype(jnp.float32),
   }
 
 

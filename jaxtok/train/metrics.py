@@ -25,8 +25,10 @@ class MetricWriter:
       return
     for k, v in scalars.items():
       self._tb.add_scalar(f"{prefix}{k}", float(v), step)
-    self._jsonl.write(json.dumps({"step": int(step), **{f"{prefix}{k}": float(v)
-                                                        for k, v in scalars.items()}}) + "\n")
+    self._jsonl.write(
+      json.dumps({"step": int(step), **{f"{prefix}{k}": float(v) for k, v in scalars.items()}})
+      + "\n"
+    )
 
   def flush(self) -> None:
     if self.enabled:
@@ -53,10 +55,12 @@ def read_metrics(workdir: str, key: str) -> dict[int, float]:
 
 def format_table(rows: Mapping[str, object], title: str = "results") -> str:
   """A two-column text table of name -> value."""
+
   def fmt(v):
     if isinstance(v, float):
       return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
     return str(v)
+
   items = [(k, fmt(v)) for k, v in rows.items()]
   w0 = max(len(k) for k, _ in items)
   w1 = max(len(v) for _, v in items)
@@ -70,8 +74,10 @@ def markdown_table(rows: list[Mapping[str, object]]) -> str:
   if not rows:
     return ""
   keys = list(rows[0])
+
   def fmt(v):
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
   out = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
   out += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
   return "\n".join(out)

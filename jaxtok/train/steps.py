@@ -53,8 +53,16 @@ def _grads_and_sums(graphdef, loss_fn: LossFn, params, batch, grad_accum: int):
   return grads, sums
 
 
-def make_train_step(graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    loss_fn: LossFn, *, grad_accum: int = 1, jit: bool = True, shardings=None):
+def make_train_step(
+  graphdef,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  loss_fn: LossFn,
+  *,
+  grad_accum: int = 1,
+  jit: bool = True,
+  shardings=None,
+):
   """Returns step(state, batch) -> (state, metrics); the state buffer is donated."""
 
   def step(state: TrainState, batch):
@@ -65,10 +73,10 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, schedule: optax.
     params = optax.apply_updates(state.params, updates)
     metrics = dict(sums)
     metrics.update(
-        loss=sums["loss_sum"] / tokens,
-        bpb=sums["loss_sum"] / LN2 / jnp.maximum(sums.get("bytes", tokens), 1.0),
-        grad_norm=optax.global_norm(grads),
-        lr=schedule(state.step),
+      loss=sums["loss_sum"] / tokens,
+      bpb=sums["loss_sum"] / LN2 / jnp.maximum(sums.get("bytes", tokens), 1.0),
+      grad_norm=optax.global_norm(grads),
+      lr=schedule(state.step),
     )
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -40,6 +40,7 @@ def register_task(name: str):
   def deco(fn):
     _REGISTRY[name] = fn
     return fn
+
   return deco
 
 
@@ -55,6 +56,7 @@ def get_task(config) -> Task:
 def _import_plugins():
   # Model families register themselves on import; import lazily to keep start-up light.
   import importlib
+
   for mod in ("jaxtok.models.blt",):
     try:
       importlib.import_module(mod)
@@ -68,7 +70,9 @@ def transformer_task(config) -> Task:
   cfg = TransformerConfig.from_dict(config.model)
   tokens_per_byte = 1.0
   return Task(
-      name="transformer", model_config=cfg,
-      build_model=lambda rngs: Transformer(cfg, rngs=rngs),
-      loss_fn=lm_loss,
-      flops=transformer_config_flops(cfg, config.data.seq_len).scaled(tokens_per_byte))
+    name="transformer",
+    model_config=cfg,
+    build_model=lambda rngs: Transformer(cfg, rngs=rngs),
+    loss_fn=lm_loss,
+    flops=transformer_config_flops(cfg, config.data.seq_len).scaled(tokens_per_byte),
+  )

@@ -41,15 +41,20 @@ class TrainingDivergedError(RuntimeError):
 def validate_config(config) -> None:
   """Checks the fields the trainer relies on; messages name the field."""
   t, d = config.train, config.data
+
   def need(ok, field, why):
     if not ok:
       raise ValueError(f"config.{field}: {why}")
+
   need(t.steps > 0, "train.steps", f"must be positive, got {t.steps}")
   need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
   need(0 <= t.warmup_steps, "train.warmup_steps", f"must be >= 0, got {t.warmup_steps}")
   need(t.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {t.grad_accum}")
-  need(d.batch_size % t.grad_accum == 0, "data.batch_size",
-       f"{d.batch_size} must be divisible by train.grad_accum={t.grad_accum}")
+  need(
+    d.batch_size % t.grad_accum == 0,
+    "data.batch_size",
+    f"{d.batch_size} must be divisible by train.grad_accum={t.grad_accum}",
+  )
   need(d.seq_len > 1, "data.seq_len", f"must be > 1, got {d.seq_len}")
   need(t.log_every > 0, "train.log_every", "must be positive")
   need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
@@ -64,8 +69,15 @@ def _build_state(task: Task, config, mesh):
   params = jax.device_put(params, param_shardings)
   t = config.train
   tx, schedule = make_optimizer(
-      lr=t.lr, warmup_steps=t.warmup_steps, total_steps=t.steps, weight_decay=t.weight_decay,
-      b1=t.b1, b2=t.b2, clip_norm=t.clip_norm, final_lr_fraction=t.final_lr_fraction)
+    lr=t.lr,
+    warmup_steps=t.warmup_steps,
+    total_steps=t.steps,
+    weight_decay=t.weight_decay,
+    b1=t.b1,
+    b2=t.b2,
+    clip_norm=t.clip_norm,
+    final_lr_fraction=t.final_lr_fraction,
+  )
   opt_state = jax.jit(tx.init)(params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
   return graphdef, state, tx, schedule
@@ -77,12 +89,24 @@ def _to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
 
 def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
   d = config.data
-  corpus = corpora.load_corpus(d.name, split=split, data_dir=d.data_dir or None,
-                               text_key=d.text_key, val_fraction=d.val_fraction)
+  corpus = corpora.load_corpus(
+    d.name,
+    split=split,
+    data_dir=d.data_dir or None,
+    text_key=d.text_key,
+    val_fraction=d.val_fraction,
+  )
   it = packing.PackedBatches(
-      corpus, batch_size=d.batch_size // jax.process_count(), seq_len=d.seq_len, seed=seed,
-      shuffle=shuffle, repeat=repeat, process_index=jax.process_index(),
-      process_count=jax.process_count(), encode_fn=task.encode_fn)
+    corpus,
+    batch_size=d.batch_size // jax.process_count(),
+    seq_len=d.seq_len,
+    seed=seed,
+    shuffle=shuffle,
+    repeat=repeat,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    encode_fn=task.encode_fn,
+  )
   return corpus, it
 
 
@@ -119,8 +143,10 @@ def evaluate(eval_step, params, batches, sharding) -> dict[str, float]:
 def _sigterm_flag():
   """Turns SIGTERM into a flag the loop checks after each step."""
   flag = {"stop": False}
+
   def handler(signum, frame):
     flag["stop"] = True
+
   try:
     previous = signal.signal(signal.SIGTERM, handler)
   except ValueError:  # not the main thread: no signal handling
@@ -149,8 +175,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   n_params = count_params(state.params)
 
   _, train_it = make_batches(task, config, "train", seed=t.seed, repeat=True, shuffle=True)
-  val_corpus, val_it = make_batches(task, config, "validation", seed=0, repeat=False,
-                                    shuffle=False)
+  val_corpus, val_it = make_batches(task, config, "validation", seed=0, repeat=False, shuffle=False)
   transform = task.host_transform
   val_batches = []
   for batch in val_it:
@@ -159,14 +184,17 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       break
   host_batches = _HostBatches(train_it, transform)
 
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.keep,
-                               async_save=t.async_ckpt)
+  ckpt = ckpt_lib.Checkpointer(
+    os.path.join(workdir, "checkpoints"), max_to_keep=t.keep, async_save=t.async_ckpt
+  )
   start = ckpt.latest_step() or 0
   if start:
-    _, arrays, js = ckpt.restore({"params": state.params, "opt_state": state.opt_state},
-                                 json_keys=("data",))
-    state = TrainState(step=jnp.asarray(start, jnp.int32), params=arrays["params"],
-                       opt_state=arrays["opt_state"])
+    _, arrays, js = ckpt.restore(
+      {"params": state.params, "opt_state": state.opt_state}, json_keys=("data",)
+    )
+    state = TrainState(
+      step=jnp.asarray(start, jnp.int32), params=arrays["params"], opt_state=arrays["opt_state"]
+    )
     host_batches.set_state(js["data"])
     logging.info("resumed from %s at step %d", ckpt.directory, start)
   with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -193,9 +221,10 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     for (s, _), m in zip(pending, fetched):
       if not math.isfinite(float(m["loss"])):
         raise TrainingDivergedError(
-            f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
-            f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
-            f"config.train.lr or enable clipping (config.train.clip_norm).")
+          f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
+          f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
+          f"config.train.lr or enable clipping (config.train.clip_norm)."
+        )
       writer.write(s, {"loss": m["loss"]}, prefix="train/")
       for k in ("bytes", "tokens", "loss_sum"):
         window[k] += float(m[k])
@@ -215,24 +244,35 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   def log_window():
     stop_clock()
     secs = max(window["time"], 1e-9)
-    last_train.update(bytes_per_s=window["bytes"] / secs, tokens_per_s=window["tokens"] / secs,
-                      bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0))
+    last_train.update(
+      bytes_per_s=window["bytes"] / secs,
+      tokens_per_s=window["tokens"] / secs,
+      bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0),
+    )
     writer.write(step, last_train, prefix="train/")
-    pbar.set_postfix(loss=f"{last_train['loss']:.3f}", bpb=f"{last_train['bpb_window']:.3f}",
-                     bytes_s=f"{last_train['bytes_per_s']:.0f}")
+    pbar.set_postfix(
+      loss=f"{last_train['loss']:.3f}",
+      bpb=f"{last_train['bpb_window']:.3f}",
+      bytes_s=f"{last_train['bytes_per_s']:.0f}",
+    )
     window.update(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)
     start_clock()
 
   def save(at_step):
     nonlocal last_saved
     stop_clock()  # never save after an unchecked step
-    ckpt.save(at_step, {"params": state.params, "opt_state": state.opt_state},
-              {"data": data_state})
+    ckpt.save(at_step, {"params": state.params, "opt_state": state.opt_state}, {"data": data_state})
     last_saved = at_step
     start_clock()
 
-  pbar = tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-              disable=jax.process_index() != 0 or not t.progress_bar)
+  pbar = tqdm(
+    total=t.steps,
+    initial=start,
+    desc="train",
+    unit="step",
+    dynamic_ncols=True,
+    disable=jax.process_index() != 0 or not t.progress_bar,
+  )
   stopped_by = None
   try:
     with _sigterm_flag() as sig:
@@ -252,8 +292,9 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
           log_window()
         if t.eval_every and step % t.eval_every == 0 and step < t.steps:
           stop_clock()
-          writer.write(step, evaluate(eval_step, state.params, val_batches, batch_sharding),
-                       prefix="eval/")
+          writer.write(
+            step, evaluate(eval_step, state.params, val_batches, batch_sharding), prefix="eval/"
+          )
           start_clock()
         if t.ckpt_every and step % t.ckpt_every == 0:
           save(step)
@@ -278,21 +319,21 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   writer.close()
   flops = task.flops
   results = {
-      "model": task.name,
-      "data": d.name,
-      "steps": step,
-      "parameters": n_params,
-      "train_bpb": last_train.get("bpb_window", float("nan")),
-      "val_bpb": final_eval["bpb"],
-      "val_loss": final_eval["loss"],
-      "val_bytes": final_eval["bytes"],
-      "bytes_per_s": last_train.get("bytes_per_s", float("nan")),
-      "tokens_per_s": last_train.get("tokens_per_s", float("nan")),
-      "train_flops_per_byte": flops.train,
-      "inference_flops_per_byte": flops.inference,
-      "compile_s": compile_s or 0.0,
-      "train_time_s": clock["train_time"],
-      **task.extra,
+    "model": task.name,
+    "data": d.name,
+    "steps": step,
+    "parameters": n_params,
+    "train_bpb": last_train.get("bpb_window", float("nan")),
+    "val_bpb": final_eval["bpb"],
+    "val_loss": final_eval["loss"],
+    "val_bytes": final_eval["bytes"],
+    "bytes_per_s": last_train.get("bytes_per_s", float("nan")),
+    "tokens_per_s": last_train.get("tokens_per_s", float("nan")),
+    "train_flops_per_byte": flops.train,
+    "inference_flops_per_byte": flops.inference,
+    "compile_s": compile_s or 0.0,
+    "train_time_s": clock["train_time"],
+    **task.extra,
   }
   if d.get("unigram_baseline", True):
     results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
@@ -303,7 +344,18 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
 
 
 def results_table(results: dict[str, Any]) -> str:
-  keep = ["model", "data", "steps", "parameters", "train_bpb", "val_bpb", "val_unigram_bpb",
-          "bytes_per_s", "tokens_per_s", "train_flops_per_byte", "inference_flops_per_byte",
-          "train_time_s"]
+  keep = [
+    "model",
+    "data",
+    "steps",
+    "parameters",
+    "train_bpb",
+    "val_bpb",
+    "val_unigram_bpb",
+    "bytes_per_s",
+    "tokens_per_s",
+    "train_flops_per_byte",
+    "inference_flops_per_byte",
+    "train_time_s",
+  ]
   return format_table({k: results[k] for k in keep if k in results}, title="jaxtok results")

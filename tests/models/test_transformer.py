@@ -1,4 +1,3 @@
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,8 +7,9 @@ from jaxtok.models.transformer import Transformer, TransformerConfig
 
 
 def make(**kw):
-  cfg = TransformerConfig(**{**dict(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=64),
-                             **kw})
+  cfg = TransformerConfig(
+    **{**dict(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=64), **kw}
+  )
   return Transformer(cfg, rngs=nnx.Rngs(0))
 
 
@@ -64,7 +64,7 @@ def test_kv_cache_decode_matches_full_forward(window):
   logits, cache = model.decode(x[:, :6], cache)
   outs = [logits]
   for i in range(6, 16):
-    logits, cache = model.decode(x[:, i:i + 1], cache)
+    logits, cache = model.decode(x[:, i : i + 1], cache)
     outs.append(logits)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 1)), np.asarray(full), atol=1e-5)
   assert int(cache.end) == 16
@@ -73,8 +73,9 @@ def test_kv_cache_decode_matches_full_forward(window):
 def test_embeddings_input_and_tied_head():
   model = make(tie_embeddings=True)
   x = tokens((1, 6))
-  np.testing.assert_allclose(np.asarray(model(embeddings=model.embed(x))), np.asarray(model(x)),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(model(embeddings=model.embed(x))), np.asarray(model(x)), atol=1e-6
+  )
   assert not hasattr(model, "head")
   with pytest.raises(ValueError, match="exactly one"):
     model()
@@ -88,10 +89,15 @@ def test_bf16_compute_is_close_to_fp32():
   np.testing.assert_allclose(np.asarray(bf16), np.asarray(f32), atol=0.1)
 
 
-@pytest.mark.parametrize("field,value,msg", [("n_heads", 3, "n_heads"),
-                                             ("n_kv_heads", 3, "n_kv_heads"),
-                                             ("dtype", "fp8", "dtype"),
-                                             ("attention_impl", "cuda", "attention_impl")])
+@pytest.mark.parametrize(
+  "field,value,msg",
+  [
+    ("n_heads", 3, "n_heads"),
+    ("n_kv_heads", 3, "n_kv_heads"),
+    ("dtype", "fp8", "dtype"),
+    ("attention_impl", "cuda", "attention_impl"),
+  ],
+)
 def test_config_errors_name_the_field(field, value, msg):
   with pytest.raises(ValueError, match=f"config.model.{msg}"):
     TransformerConfig.from_dict({"d_model": 32, "n_heads": 4, field: value})

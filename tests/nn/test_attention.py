@@ -15,10 +15,13 @@ def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale):
   out = np.zeros_like(q)
   for bi, i, hi in itertools.product(range(b), range(t), range(n)):
     kh = hi // (n // kv)
-    keys = [j for j in range(k.shape[1])
-            if qseg[bi, i] == kseg[bi, j] != 0
-            and (not causal or kidx[bi, j] <= qidx[bi, i])
-            and (window is None or qidx[bi, i] - kidx[bi, j] < window)]
+    keys = [
+      j
+      for j in range(k.shape[1])
+      if qseg[bi, i] == kseg[bi, j] != 0
+      and (not causal or kidx[bi, j] <= qidx[bi, i])
+      and (window is None or qidx[bi, i] - kidx[bi, j] < window)
+    ]
     if not keys:
       continue
     s = np.array([q[bi, i, hi] @ k[bi, j, kh] * scale for j in keys])
@@ -28,8 +31,9 @@ def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale):
   return out
 
 
-@pytest.mark.parametrize("causal,window,n,kv", [(True, None, 4, 4), (True, 3, 4, 2),
-                                                (False, None, 2, 1), (False, 2, 4, 1)])
+@pytest.mark.parametrize(
+  "causal,window,n,kv", [(True, None, 4, 4), (True, 3, 4, 2), (False, None, 2, 1), (False, 2, 4, 1)]
+)
 def test_matches_naive_loop(causal, window, n, kv):
   rng = np.random.default_rng(0)
   b, t, s, h = 2, 7, 7, 8
@@ -38,8 +42,9 @@ def test_matches_naive_loop(causal, window, n, kv):
   v = rng.normal(size=(b, s, kv, h)).astype(np.float32)
   seg = np.array([[1, 1, 1, 2, 2, 0, 0], [1, 2, 2, 2, 3, 3, 3]], np.int32)
   idx = np.broadcast_to(np.arange(t), (b, t)).astype(np.int32)
-  mask = Mask(q_segment_ids=jnp.asarray(seg), kv_segment_ids=jnp.asarray(seg), causal=causal,
-              window=window)
+  mask = Mask(
+    q_segment_ids=jnp.asarray(seg), kv_segment_ids=jnp.asarray(seg), causal=causal, window=window
+  )
   got = attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask)
   want = naive_attention(q, k, v, seg, seg, idx, idx, causal, window, h**-0.5)
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
@@ -66,8 +71,14 @@ def test_cache_style_indices():
   qidx = np.array([[5, 6]], np.int32)
   kidx = np.arange(8, dtype=np.int32)[None]
   kseg = (kidx < 7).astype(np.int32)
-  mask = Mask(q_segment_ids=None, kv_segment_ids=jnp.asarray(kseg), q_idx=jnp.asarray(qidx),
-              kv_idx=jnp.asarray(kidx), causal=True, window=4)
+  mask = Mask(
+    q_segment_ids=None,
+    kv_segment_ids=jnp.asarray(kseg),
+    q_idx=jnp.asarray(qidx),
+    kv_idx=jnp.asarray(kidx),
+    causal=True,
+    window=4,
+  )
   got = attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask)
   want = naive_attention(q, k, v, np.ones((1, 2), np.int32), kseg, qidx, kidx, True, 4, 0.5)
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)

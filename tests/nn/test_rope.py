@@ -20,8 +20,9 @@ def test_scores_depend_only_on_relative_position(layout):
   assert score(7, 7) == pytest.approx(score(0, 0), rel=1e-5)
   assert score(5, 0) != pytest.approx(score(5, 4), rel=1e-3)
   # Rotation keeps norms.
-  np.testing.assert_allclose(jnp.linalg.norm(apply_rope(q, jnp.array([[9]]), layout=layout)),
-                             jnp.linalg.norm(q), rtol=1e-5)
+  np.testing.assert_allclose(
+    jnp.linalg.norm(apply_rope(q, jnp.array([[9]]), layout=layout)), jnp.linalg.norm(q), rtol=1e-5
+  )
 
 
 def test_layouts_agree_up_to_a_permutation():
