@@ -21,7 +21,8 @@ _WORKDIR = flags.DEFINE_string(
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO; --verbosity=0 shows it
   results = trainer.train(_CONFIG.value, _WORKDIR.value)
   if "stopped_by" in results:
     print(

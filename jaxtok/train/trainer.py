@@ -18,8 +18,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-from absl import logging
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -196,7 +196,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       step=jnp.asarray(start, jnp.int32), params=arrays["params"], opt_state=arrays["opt_state"]
     )
     host_batches.set_state(js["data"])
-    logging.info("resumed from %s at step %d", ckpt.directory, start)
+    print(f"resumed from {ckpt.directory} at step {start}")
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
@@ -310,7 +310,6 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     writer.flush()
 
   if stopped_by:
-    logging.info("stopped at step %d (%s); checkpoint saved", step, stopped_by)
     writer.close()
     return {"step": step, "stopped_by": stopped_by}
 
@@ -341,6 +340,33 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run wrote into its workdir."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ckpt_lib.CheckpointError(f"{workdir} has no config.json: not a jaxtok workdir")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore(workdir: str, step: int | None = None):
+  """(model, config) from a training workdir, for notebooks and evaluation.
+
+  Builds the model from the workdir's config.json, then loads the parameters of
+  checkpoint `step` (default: the latest) on the default device.
+  """
+  config = load_config(workdir)
+  task = get_task(config)
+  model = task.build_model(nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  try:
+    _, arrays, _ = ckpt.restore({"params": params}, step=step)
+  finally:
+    ckpt.close()
+  return nnx.merge(graphdef, arrays["params"]), config
 
 
 def results_table(results: dict[str, Any]) -> str:
