@@ -35,6 +35,7 @@ def get_config() -> config_dict.ConfigDict:
       name="stdlib",  # "stdlib", "files:<path|glob>[,...]", or a prepared tfds name
       data_dir="",  # tfds data dir; "" = $JAXTOK_DATA_DIR or ~/.cache/jaxtok/tfds
       text_key="text",
+      tokenizer="",  # "" = bytes; "bpe:<vocab>" = byte-level BPE trained on train; or a path
       val_fraction=0.02,
       seq_len=512,
       batch_size=8,  # global batch, rows

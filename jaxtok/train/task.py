@@ -30,6 +30,7 @@ class Task:
   encode_fn: Callable[[bytes], np.ndarray] = codec.encode  # document -> ids for packing
   host_transform: Callable[[dict], dict] | None = None  # numpy batch -> model batch (host side)
   eval_loss_fn: LossFn | None = None  # defaults to loss_fn
+  tokenizer_path: str | None = None  # token-level models: copied into the workdir
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # reported in results
 
 

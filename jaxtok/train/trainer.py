@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from typing import Any
@@ -169,6 +170,11 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   os.makedirs(workdir, exist_ok=True)
   t, d = config.train, config.data
   task = get_task(config)
+  if task.tokenizer_path:  # keep the tokenizer with the checkpoints it belongs to
+    kept = os.path.join(workdir, "tokenizer.json")
+    if os.path.abspath(task.tokenizer_path) != os.path.abspath(kept):
+      shutil.copyfile(task.tokenizer_path, kept)
+    config.data.tokenizer = kept
   mesh = shd.make_mesh(**config.mesh)
   batch_sharding = shd.batch_sharding(mesh)
   graphdef, state, tx, schedule = _build_state(task, config, mesh)

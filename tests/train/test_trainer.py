@@ -148,3 +148,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data_dir, tmp_path):
   steps = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
   assert steps and max(steps) >= 5
   shutil.rmtree(workdir)
+
+
+def test_token_level_bpe_model_reports_bits_per_byte(data_dir, tmp_path):
+  c = small_config(data_dir, steps=60, eval_every=0)
+  c.data.tokenizer = "bpe:512"
+  results = trainer.train(c, str(tmp_path))
+  assert results["bytes_per_token"] > 1.5  # BPE merges bytes
+  assert results["val_bpb"] < 8
+  # BPB counts bytes, not tokens: bytes/s exceeds tokens/s by the compression.
+  assert results["bytes_per_s"] > results["tokens_per_s"]
+  model, config = trainer.restore(str(tmp_path))
+  assert config.model.vocab_size == 512 and config.data.tokenizer.endswith("tokenizer.json")
