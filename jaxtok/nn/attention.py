@@ -20,7 +20,9 @@ class Mask:
 
   A query at index i sees key j iff all enabled rules hold:
     segments: q_segment_ids[i] == kv_segment_ids[j] and both are non-zero
-              (0 marks padding / unused cache slots);
+              (0 marks padding / unused cache slots); with `segment_window=w`
+              instead 0 <= q_segment_ids[i] - kv_segment_ids[j] < w (a query
+              sees its own segment and the w-1 before it: BLT patch windows);
     causal:   kv_idx[j] <= q_idx[i];
     window:   q_idx[i] - kv_idx[j] < window.
   `q_idx`/`kv_idx` default to 0..T-1; a KV cache passes absolute indices.
@@ -33,6 +35,7 @@ class Mask:
   kv_idx: jax.Array | None = None  # B x Tk int
   causal: bool = struct.field(pytree_node=False, default=True)
   window: int | None = struct.field(pytree_node=False, default=None)
+  segment_window: int | None = struct.field(pytree_node=False, default=None)
 
   def dense(self, batch: int, tq: int, tk: int) -> jax.Array:
     """Boolean B x Tq x Tk mask (the reference; kernels never build it)."""
@@ -40,7 +43,12 @@ class Mask:
     if self.q_segment_ids is not None or self.kv_segment_ids is not None:
       qs = _or_ones(self.q_segment_ids, batch, tq)
       ks = _or_ones(self.kv_segment_ids, batch, tk)
-      ok &= (qs[:, :, None] == ks[:, None, :]) & (qs[:, :, None] != 0) & (ks[:, None, :] != 0)
+      ok &= (qs[:, :, None] != 0) & (ks[:, None, :] != 0)
+      if self.segment_window is None:
+        ok &= qs[:, :, None] == ks[:, None, :]
+      else:
+        delta = qs[:, :, None] - ks[:, None, :]
+        ok &= (delta >= 0) & (delta < self.segment_window)
     if self.causal or self.window is not None:
       qi = _or_arange(self.q_idx, batch, tq)[:, :, None]
       ki = _or_arange(self.kv_idx, batch, tk)[:, None, :]
@@ -108,7 +116,14 @@ CHUNK = 128
 
 
 def _can_chunk(mask: Mask, tq: int, tk: int) -> bool:
-  return mask.causal and mask.q_idx is None and mask.kv_idx is None and tq == tk and tq > CHUNK
+  return (
+    mask.causal
+    and mask.q_idx is None
+    and mask.kv_idx is None
+    and tq == tk
+    and tq > CHUNK
+    and mask.segment_window is None
+  )
 
 
 def _attention_xla_chunked(q, k, v, mask: Mask, scale: float) -> jax.Array:

@@ -256,6 +256,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0),
     )
     writer.write(step, last_train, prefix="train/")
+    writer.flush()
     pbar.set_postfix(
       loss=f"{last_train['loss']:.3f}",
       bpb=f"{last_train['bpb_window']:.3f}",

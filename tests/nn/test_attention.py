@@ -8,7 +8,7 @@ import pytest
 from jaxtok.nn.attention import Mask, attention
 
 
-def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale):
+def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale, seg_window=None):
   """Per-query loop in numpy: the independent reference."""
   b, t, n, h = q.shape
   kv = k.shape[2]
@@ -18,7 +18,13 @@ def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale):
     keys = [
       j
       for j in range(k.shape[1])
-      if qseg[bi, i] == kseg[bi, j] != 0
+      if qseg[bi, i] != 0
+      and kseg[bi, j] != 0
+      and (
+        qseg[bi, i] == kseg[bi, j]
+        if seg_window is None
+        else 0 <= qseg[bi, i] - kseg[bi, j] < seg_window
+      )
       and (not causal or kidx[bi, j] <= qidx[bi, i])
       and (window is None or qidx[bi, i] - kidx[bi, j] < window)
     ]
@@ -90,3 +96,23 @@ def test_bad_impl_and_heads():
     attention(x, jnp.zeros((1, 2, 2, 4)), jnp.zeros((1, 2, 2, 4)), Mask())
   with pytest.raises(ValueError, match="impl"):
     attention(x, x, x, Mask(), impl="cuda")
+
+
+def test_segment_window_for_patch_cross_attention():
+  """4 patch queries over 9 bytes: each sees its own patch and the one before."""
+  rng = np.random.default_rng(3)
+  q = rng.normal(size=(1, 4, 2, 4)).astype(np.float32)
+  k = rng.normal(size=(1, 9, 2, 4)).astype(np.float32)
+  qseg = np.array([[1, 2, 3, 0]], np.int32)  # last patch slot is padding
+  kseg = np.array([[1, 2, 2, 2, 3, 3, 0, 0, 0]], np.int32)
+  mask = Mask(
+    q_segment_ids=jnp.asarray(qseg),
+    kv_segment_ids=jnp.asarray(kseg),
+    causal=False,
+    segment_window=2,
+  )
+  got = attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(k), mask)
+  idx = np.zeros((1, 9), np.int32)
+  want = naive_attention(q, k, k, qseg, kseg, idx[:, :4], idx, False, None, 0.5, seg_window=2)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+  assert np.all(np.asarray(got[0, 3]) == 0)
