@@ -24,6 +24,7 @@ class PatchingConfig:
   entropy_model_workdir: str = ""  # training workdir of the entropy model (entropy scheme)
   entropies: str = "on_the_fly"  # "on_the_fly" (run the entropy model) or "precomputed"
   entropy_batch_size: int = 16  # rows per entropy-model call in the precompute pass
+  bytes_per_patch: float = 0.0  # for FLOP accounting; 0 = measured on training batches at start
 
   @classmethod
   def from_dict(cls, d: Any) -> PatchingConfig:
@@ -50,6 +51,7 @@ class PatchingConfig:
     need(self.max_patches >= 0, "max_patches", "must be >= 0 (0 = one per byte)")
     need(self.entropies in ENTROPY_SOURCES, "entropies", f"one of {ENTROPY_SOURCES}")
     need(self.entropy_batch_size >= 1, "entropy_batch_size", "must be >= 1")
+    need(self.bytes_per_patch >= 0, "bytes_per_patch", "must be >= 0 (0 = measure)")
     if self.scheme == "entropy":
       need(
         bool(self.entropy_model_workdir),
