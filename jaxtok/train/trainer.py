@@ -344,6 +344,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "compile_s": compile_s or 0.0,
     "train_time_s": clock["train_time"],
     **task.extra,
+    **(task.eval_results(final_eval) if task.eval_results else {}),
   }
   if d.get("unigram_baseline", True):
     results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
