@@ -28,7 +28,7 @@ def get_config(preset: str = "small"):
   if preset not in ("small", "large"):
     raise ValueError(f"blt_compare preset must be 'small' or 'large', got {preset!r}")
   small = preset == "small"
-  data = dict(seq_len=128, batch_size=8, eval_batches=8) if small else dict(eval_batches=32)
+  data = dict(seq_len=128 if small else 256, batch_size=8, eval_batches=8 if small else 32)
   train = dict(lr=3e-3, log_every=25)
 
   em = _common(entropy_model.get_config(), data, train)
@@ -53,7 +53,8 @@ def get_config(preset: str = "small"):
         hash_vocab=1024,
         local_window=128,
       )
-    a.patching.update(patch_size=4, max_patch_length=16)
+    # Room for rows of 2.67 bytes/patch (the target is 4); overflow is reported.
+    a.patching.update(patch_size=4, max_patch_length=16, max_patches=3 * a.data.seq_len // 8)
     arms[f"blt_{scheme}"] = a
   b = _common(blt_baseline_bytes.get_config(), data, train)
   t = _common(blt_baseline_bpe.get_config(), data, train)
@@ -61,6 +62,8 @@ def get_config(preset: str = "small"):
     b.model.update(d_model=64, n_layers=2)
     t.data.update(tokenizer="bpe:1024", seq_len=40)  # ~3 bytes/token: ~128-byte rows
     t.model.update(d_model=64, n_layers=2)
+  else:
+    t.data.seq_len = 80  # ~3.3 bytes/token: ~256-byte rows
   arms.bytes, arms.bpe = b, t
 
   c = config_dict.ConfigDict()
@@ -68,8 +71,8 @@ def get_config(preset: str = "small"):
   c.arms = arms
   c.arm_names = ARMS
   c.reference_arm = "blt_entropy"
-  c.reference_steps = 150 if small else 600
+  c.reference_steps = 150 if small else 400
   c.target_bytes_per_patch = 4.0  # entropy threshold calibrated to the static patch size
-  c.calibration_batches = 4
+  c.calibration_bytes = 65536  # of training text to calibrate the entropy threshold on
   c.warmup_fraction = 0.1
   return c

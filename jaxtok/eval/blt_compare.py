@@ -69,7 +69,9 @@ def calibrate_threshold(
   return theta, bpp(theta)
 
 
-def _sample_batches(config, n: int, encode_fn=None) -> list[dict]:
+def _sample_batches(config, n_bytes: int, encode_fn=None) -> list[dict]:
+  """Training batches (not the first ones the run trains on) holding about `n_bytes`."""
+  n = max(1, -(-n_bytes // (config.data.batch_size * config.data.seq_len)))
   it = packing.PackedBatches(
     load_train_corpus(config),
     batch_size=config.data.batch_size,
@@ -131,7 +133,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
         em = EntropyModel.load(em_dir)
         pcfg = PatchingConfig.from_dict(c.patching)
         theta, got = calibrate_threshold(
-          pcfg, em, _sample_batches(c, config.calibration_batches), config.target_bytes_per_patch
+          pcfg, em, _sample_batches(c, config.calibration_bytes), config.target_bytes_per_patch
         )
         c.patching.threshold = theta
         calibration[a] = {"threshold": theta, "bytes_per_patch": got}
