@@ -42,9 +42,9 @@ def threshold_for(em):
 
 
 CASES = {
-  "entropy-global": (dict(scheme="entropy"), {}),
-  "entropy-monotonic-all-layers": (
-    dict(scheme="entropy", rule="monotonic", threshold=0.005, max_patch_length=6),
+  # Lookahead: the entropy model decides the next boundary before the byte is sampled.
+  "entropy-all-layers": (
+    dict(scheme="entropy", max_patch_length=6),
     dict(
       n_layers_encoder=2,
       n_layers_decoder=2,
@@ -52,6 +52,7 @@ CASES = {
       cross_attn_all_layers_decoder=True,
     ),
   ),
+  # No lookahead: a byte's own value decides its boundary.
   "space": (dict(scheme="space", max_patch_length=5), dict(cross_attn_k=1, d_global=64)),
 }
 
