@@ -50,7 +50,7 @@ def patching_defaults() -> config_dict.ConfigDict:
       top_k=0,
       patch_size=4,
       max_patch_length=16,
-      max_patches=0,  # 0 = seq_len slots (never overflows)
+      max_patches=192,  # patch slots per 512-byte row (0 = one per byte, never overflows)
       entropy_model_workdir="workdirs/entropy_model",
       entropies="on_the_fly",
       entropy_batch_size=16,

@@ -558,10 +558,10 @@ def blt_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return sums
 
 
-def measure_bytes_per_patch(batches: BLTBatches, packed, n_batches: int = 2) -> float:
-  """Mean patch size over a few batches (no patch-slot limit)."""
+def measure_bytes_per_patch(batches: BLTBatches, packed, n_bytes: int = 32768) -> float:
+  """Mean patch size over about `n_bytes` of batches (no patch-slot limit)."""
   nbytes = npatches = 0
-  for _ in range(n_batches):
+  while nbytes < n_bytes:
     b = batches(next(packed))
     valid = b["segment_ids"] > 0
     nbytes += int(valid.sum())

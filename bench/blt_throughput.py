@@ -1,0 +1,123 @@
+"""Training throughput (bytes/s) of a BLT vs its FLOP-matched byte transformer, one run.
+
+Both train on the same packed stdlib rows; the BLT's host work (patching, hash
+ids, the entropy model when it patches by entropy) is done before timing and
+reported apart. Timed rounds alternate between the models so that machine load
+hits both alike; the median step time of each is reported.
+
+  PYTHONPATH=. python bench/blt_throughput.py [--blt configs/blt_static.py] \
+      [--baseline configs/blt_baseline_bytes.py] [--steps 5 --rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxtok.data import packing
+from jaxtok.eval.flops import count_params
+from jaxtok.train.optimizer import make_optimizer
+from jaxtok.train.steps import TrainState, make_train_step
+from jaxtok.train.task import get_task, load_train_corpus
+
+
+def load_config(path: str, overrides: list[str]):
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config()
+  for o in overrides:
+    key, value = o.split("=", 1)
+    node = c
+    *path_, last = key.split(".")
+    for p in path_:
+      node = node[p]
+    node[last] = type(node[last])(value) if node[last] is not None else value
+  return c
+
+
+class Arm:
+  def __init__(self, name, config, n_batches):
+    self.name = name
+    self.task = get_task(config)
+    model = self.task.build_model(nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx, schedule = make_optimizer(lr=1e-3, warmup_steps=1, total_steps=1000)
+    self.state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    self.step = make_train_step(graphdef, tx, schedule, self.task.loss_fn)
+    self.params = count_params(params)
+    it = packing.PackedBatches(
+      load_train_corpus(config),
+      batch_size=config.data.batch_size,
+      seq_len=config.data.seq_len,
+      seed=0,
+      encode_fn=self.task.encode_fn,
+    )
+    t0 = time.perf_counter()
+    raw = [next(it) for _ in range(n_batches)]
+    t1 = time.perf_counter()
+    tf = self.task.host_transform
+    self.batches = [tf(b) if tf else b for b in raw]
+    self.host_s = (time.perf_counter() - t1) / n_batches  # host transform per batch
+    self.pack_s = (t1 - t0) / n_batches
+    self.batches = [jax.device_put(b) for b in self.batches]
+    # Bytes of text per step (token models: the bytes their targets stand for).
+    bpt = self.task.extra.get("bytes_per_token", 1.0)
+    self.bytes_per_step = config.data.batch_size * config.data.seq_len * bpt
+    self.times: list[float] = []
+    self._run(1)  # compile
+
+  def _run(self, steps):
+    t0 = time.perf_counter()
+    for i in range(steps):
+      self.state, m = self.step(self.state, self.batches[i % len(self.batches)])
+    jax.block_until_ready(m["loss"])
+    return (time.perf_counter() - t0) / steps
+
+  def round(self, steps):
+    self.times.append(self._run(steps))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--blt", default="configs/blt_static.py")
+  parser.add_argument("--baseline", default="configs/blt_baseline_bytes.py")
+  parser.add_argument("--set", action="append", default=[], help="BLT config override a.b=v")
+  parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
+  parser.add_argument("--rounds", type=int, default=3)
+  args = parser.parse_args()
+
+  blt_cfg = load_config(args.blt, args.set)
+  base_cfg = load_config(args.baseline, [])
+  arms = [Arm("BLT", blt_cfg, args.steps), Arm("byte transformer", base_cfg, args.steps)]
+  for _ in range(args.rounds):
+    for a in arms:
+      a.round(args.steps)
+  print(
+    f"{jax.devices()[0].platform} x{jax.device_count()}; {args.rounds} rounds x {args.steps} steps"
+  )
+  rates = {}
+  for a in arms:
+    dt = statistics.median(a.times)
+    rates[a.name] = a.bytes_per_step / dt
+    f = a.task.flops
+    extra = ""
+    if "bytes_per_patch" in a.task.extra:
+      extra = f", {a.task.extra['bytes_per_patch']:.2f} bytes/patch ({a.task.extra['patching']})"
+    print(
+      f"{a.name:17s} {rates[a.name]:9.0f} bytes/s  step {dt * 1e3:7.1f} ms  "
+      f"{f.forward / 1e6:5.2f} MFLOPs/byte fwd  {f.train * rates[a.name] / 1e9:6.1f} GFLOP/s  "
+      f"{a.params / 1e6:.2f}M params  host {a.host_s * 1e3:.0f} ms/batch{extra}"
+    )
+  ratio = rates["BLT"] / rates["byte transformer"]
+  print(f"BLT / byte transformer training bytes/s: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+  main()

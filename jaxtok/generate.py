@@ -1,0 +1,510 @@
+"""Byte sampling (greedy / temperature / top-p) from a BLT or a byte Transformer.
+
+The cached BLT decoder (`BLTGenerator`) keeps, for one sequence:
+  * the entropy model's KV cache (a ring of its sliding window) and the
+    incremental patcher's state, so the boundary before byte t+1 is decided
+    from one decode step of the entropy model;
+  * ring KV caches (the local window) for the local encoder and decoder blocks;
+  * the byte states of the current patch (for its pooling and cross-attention);
+  * the latent transformer's KV cache over patches;
+  * the decoder's cross-attention keys/values of the latest latent.
+Each byte runs one decode step of the entropy model, encoder and decoder, and a
+patch that closes runs one step of the latent transformer, so the work per
+byte does not grow with the sequence (up to the latent's attention over its
+cached patches, and the fixed ring sizes). `generate_uncached` is the reference
+the BLT paper's code implements: re-patch and re-run the whole prefix per byte.
+Both produce the same bytes (tests/test_generate.py).
+
+Cached generation decodes one sequence at a time (a patch closing is a branch).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from jaxtok import patching
+from jaxtok.data import codec, hashing
+from jaxtok.models.blt import BLT
+from jaxtok.models.transformer import Transformer
+from jaxtok.nn import attention as attn_lib
+from jaxtok.patching.entropy import EntropyModel, entropy_from_logits, per_byte_entropies
+
+# Ids a sampler may produce: bytes and EOS (not BOS, BOE, the BPE delimiter or PAD).
+_ALLOWED = np.zeros(codec.VOCAB_SIZE, bool)
+_ALLOWED[codec.OFFSET :] = True
+_ALLOWED[codec.EOS_ID] = True
+
+
+def sample(logits_V: jax.Array, key: jax.Array, temperature: float, top_p: float) -> jax.Array:
+  """One id from [V] logits: argmax at temperature 0, else softmax(logits / T) cut to top-p."""
+  logits = jnp.where(jnp.asarray(_ALLOWED), logits_V.astype(jnp.float32), -jnp.inf)
+  if temperature == 0.0:
+    return jnp.argmax(logits).astype(jnp.int32)
+  logits = logits / temperature
+  if top_p < 1.0:
+    probs = jax.nn.softmax(logits)
+    order = jnp.argsort(-probs)
+    sorted_p = probs[order]
+    # Keep the smallest prefix of the sorted ids whose mass reaches top_p.
+    keep_sorted = jnp.cumsum(sorted_p) - sorted_p < top_p
+    keep = jnp.zeros_like(keep_sorted).at[order].set(keep_sorted)
+    logits = jnp.where(keep, logits, -jnp.inf)
+  return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+# --- ring KV caches ------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class RingCache:
+  """K/V of the last S positions of every layer; `pos[s]`: position in slot s (-1: empty)."""
+
+  k: jax.Array  # L x B x S x K x H
+  v: jax.Array
+  pos: jax.Array  # S int32
+
+
+def init_ring(cfg, batch: int, size: int) -> RingCache:
+  shape = (cfg.n_layers, batch, size, cfg.num_kv_heads, cfg.head_size)
+  dtype = jnp.dtype(cfg.dtype)
+  return RingCache(
+    jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((size,), -1, jnp.int32)
+  )
+
+
+def ring_size(window: int | None, max_len: int) -> int:
+  return max_len if window is None else min(window, max_len)
+
+
+def ring_blocks(blocks, x_Bx1xD, t, cache: RingCache, window: int | None):
+  """Runs one position t through `blocks` with a ring cache; returns (per-layer outputs, cache)."""
+  b = x_Bx1xD.shape[0]
+  s = cache.pos.shape[0]
+  slot = t % s
+  pos = cache.pos.at[slot].set(t)
+  kv_idx = jnp.broadcast_to(pos, (b, s))
+  mask = attn_lib.Mask(
+    kv_segment_ids=(kv_idx >= 0).astype(jnp.int32),
+    q_idx=jnp.full((b, 1), t, jnp.int32),
+    kv_idx=kv_idx,
+    causal=True,
+    window=window,
+  )
+  positions = jnp.full((b, 1), t, jnp.int32)
+  outs, ks, vs = [], [], []
+  for i, block in enumerate(blocks):
+    x_Bx1xD, k, v = block.decode(x_Bx1xD, positions, mask, cache.k[i], cache.v[i], slot)
+    outs.append(x_Bx1xD)
+    ks.append(k)
+    vs.append(v)
+  return outs, RingCache(jnp.stack(ks), jnp.stack(vs), pos)
+
+
+# --- cached BLT decoding -------------------------------------------------------------------------
+
+
+@struct.dataclass
+class BLTState:
+  t: jax.Array  # int32: index of the next byte
+  patcher: patching.PatcherState
+  next_start: jax.Array  # [1] bool: lookahead schemes, whether byte t starts a patch
+  em_cache: Any  # RingCache of the entropy model (None without one)
+  enc_cache: RingCache
+  dec_cache: RingCache
+  patch_buf: jax.Array  # C x 1 x L x D: byte states of the current patch, per cross layer
+  patch_len: jax.Array  # int32: bytes in the current patch
+  lat_cache: Any  # KVCache of the latent transformer
+  dec_k: jax.Array  # X x 1 x k x N x H: decoder cross-attention keys of the latest latent
+  dec_v: jax.Array
+  has_latent: jax.Array  # bool: whether a patch has closed yet
+
+
+class BLTGenerator:
+  """Cached byte-by-byte decoding of one sequence with a BLT (see the module docstring)."""
+
+  def __init__(
+    self,
+    model: BLT,
+    pcfg: patching.PatchingConfig,
+    entropy_model: EntropyModel | None = None,
+    *,
+    max_len: int,
+  ):
+    if pcfg.scheme == "entropy" and entropy_model is None:
+      raise ValueError("entropy patching needs the entropy model")
+    if pcfg.lookahead != model.cfg.lookahead:
+      raise ValueError("the patching config does not match the model's decoder alignment")
+    self.cfg, self.pcfg, self.max_len = model.cfg, pcfg, max_len
+    self.patcher = patching.IncrementalPatcher(pcfg)
+    self.graphdef, self.params = nnx.split(model, nnx.Param)
+    self.em = entropy_model if pcfg.scheme == "entropy" else None
+    if self.em is not None:
+      self.em_graphdef, self.em_params = self.em.graphdef, self.em.params
+    # The longest patch the config allows bounds the patch buffer.
+    bound = [pcfg.max_patch_length] if pcfg.max_patch_length else []
+    if pcfg.scheme == "static":
+      bound.append(pcfg.patch_size)
+    self.patch_cap = min(bound + [max_len])
+    self._init = jax.jit(self._init_fn)
+    self._step = jax.jit(self._step_fn, donate_argnums=1, static_argnames=("temperature", "top_p"))
+
+  # -- state --
+
+  def init(self) -> BLTState:
+    return self._init(self.params)
+
+  def _init_fn(self, params) -> BLTState:
+    cfg = self.cfg
+    model = nnx.merge(self.graphdef, params)
+    lcfg_enc, lcfg_dec = model.encoder.lcfg, model.decoder.lcfg
+    ring = ring_size(cfg.local_window, self.max_len)
+    em_cache = None
+    if self.em is not None:
+      em_cfg = self.em.model.cfg
+      em_cache = init_ring(em_cfg, 1, ring_size(em_cfg.sliding_window, self.max_len))
+    n_cross_dec = len(model.decoder.cross_at)
+    k, nh = cfg.cross_attn_k, cfg.cross_attn_heads
+    kv_shape = (n_cross_dec, 1, k, nh, cfg.d_local // nh)
+    dtype = jnp.dtype(cfg.dtype)
+    ps = self.patcher.init(1)
+    ps, first = self.patcher.step(ps, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.float32))
+    if self.patcher.needs_byte:
+      ps, first = self.patcher.init(1), jnp.ones((1,), bool)  # decided per byte
+    return BLTState(
+      t=jnp.zeros((), jnp.int32),
+      patcher=ps,
+      next_start=first,
+      em_cache=em_cache,
+      enc_cache=init_ring(lcfg_enc, 1, ring),
+      dec_cache=init_ring(lcfg_dec, 1, ring),
+      patch_buf=jnp.zeros((len(model.encoder.cross_at), 1, self.patch_cap, cfg.d_local), dtype),
+      patch_len=jnp.zeros((), jnp.int32),
+      lat_cache=model.latent.init_cache(1, self.max_len),
+      dec_k=jnp.zeros(kv_shape, dtype),
+      dec_v=jnp.zeros(kv_shape, dtype),
+      has_latent=jnp.zeros((), bool),
+    )
+
+  # -- one byte --
+
+  def _close_patch(self, model: BLT, st: BLTState) -> BLTState:
+    """Pools and cross-attends the current patch, steps the latent, refreshes decoder k/v."""
+    enc, cfg = model.encoder, self.cfg
+    k = cfg.cross_attn_k
+    seg = (jnp.arange(self.patch_cap) < st.patch_len).astype(jnp.int32)[None]  # 1 x L
+    pooled = jnp.max(jnp.where(seg[..., None] > 0, st.patch_buf[0], -jnp.inf), axis=1)
+    q = enc.patch_queries(pooled[:, None, :].astype(st.patch_buf.dtype))  # 1 x k x D
+    mask = attn_lib.Mask(
+      q_segment_ids=jnp.ones((1, k), jnp.int32), kv_segment_ids=seg, causal=False
+    )
+    for c, cross in enumerate(enc.cross):
+      q = q + cross(q, st.patch_buf[c], mask)
+    h = model.project_patches(q.reshape(1, 1, k * cfg.d_local))
+    g, lat_cache = model.latent.decode(h, st.lat_cache)
+    kv = model.decoder.latent_vectors(g)  # 1 x k x D
+    ks, vs = zip(*[cross.kv(kv) for cross in model.decoder.cross])
+    return st.replace(
+      lat_cache=lat_cache, dec_k=jnp.stack(ks), dec_v=jnp.stack(vs), has_latent=jnp.ones((), bool)
+    )
+
+  def _step_fn(
+    self, params, st: BLTState, byte_id, hash_ids_K, key, em_params, *, temperature, top_p
+  ):
+    model = nnx.merge(self.graphdef, params)
+    cfg, t = self.cfg, st.t
+    ids = jnp.reshape(byte_id, (1,)).astype(jnp.int32)
+    close = functools.partial(self._close_patch, model)
+
+    # 1. Does byte t start a patch? Space patches: from the byte itself; others: decided at t-1.
+    if self.patcher.needs_byte:
+      ps, start = self.patcher.step(st.patcher, ids)
+      st = st.replace(patcher=ps)
+      # The previous patch is complete: its latent is what byte t reads.
+      st = jax.lax.cond(start[0] & (t > 0), close, lambda s: s, st)
+    else:
+      start = st.next_start
+    st = st.replace(patch_len=jnp.where(start[0], 0, st.patch_len))
+
+    # 2. Local encoder, one byte; keep its states for the patch's cross-attention.
+    x = model.encoder.embed_bytes(
+      ids[:, None], None if hash_ids_K is None else hash_ids_K[None, None]
+    )
+    outs, enc_cache = ring_blocks(model.encoder.blocks, x, t, st.enc_cache, cfg.local_window)
+    buf = st.patch_buf
+    for c, layer in enumerate(model.encoder.cross_at):
+      buf = buf.at[c, :, st.patch_len].set(outs[layer][:, 0])
+    st = st.replace(enc_cache=enc_cache, patch_buf=buf, patch_len=st.patch_len + 1)
+    x = outs[-1]
+
+    # 3. Lookahead schemes: decide byte t+1's boundary now; a finished patch closes before decoding.
+    if not self.patcher.needs_byte:
+      h_next = None
+      if self.em is not None:
+        em = nnx.merge(self.em_graphdef, em_params)
+        ex = em.embed(ids[:, None])
+        em_outs, em_cache = ring_blocks(em.blocks, ex, t, st.em_cache, em.cfg.sliding_window)
+        h_next = entropy_from_logits(em.logits(em.final_norm(em_outs[-1])))[:, 0]
+        st = st.replace(em_cache=em_cache)
+      ps, next_start = self.patcher.step(st.patcher, ids, h_next)
+      st = st.replace(patcher=ps, next_start=next_start)
+      st = jax.lax.cond(next_start[0], close, lambda s: s, st)
+
+    # 4. Local decoder: cross-attend to the latest latent, then byte self-attention.
+    dec = model.decoder
+    b = 1
+    mask = attn_lib.Mask(
+      q_segment_ids=jnp.ones((b, 1), jnp.int32),
+      kv_segment_ids=jnp.ones((b, cfg.cross_attn_k), jnp.int32),
+      causal=False,
+    )
+    # A decoder cross-attention is applied before some blocks: run the blocks one by one.
+    dec_cache = st.dec_cache
+    ks, vs, pos = [], [], None
+    for i, block in enumerate(dec.blocks):
+      if i in dec.cross_at:
+        c = dec.cross_at.index(i)
+        y = dec.cross[c].attend(x, st.dec_k[c], st.dec_v[c], mask)
+        x = x + jnp.where(st.has_latent, y, 0.0).astype(x.dtype)
+      one = RingCache(dec_cache.k[i : i + 1], dec_cache.v[i : i + 1], dec_cache.pos)
+      (x,), one = ring_blocks([block], x, t, one, cfg.local_window)
+      ks.append(one.k[0])
+      vs.append(one.v[0])
+      pos = one.pos
+    st = st.replace(dec_cache=RingCache(jnp.stack(ks), jnp.stack(vs), pos), t=t + 1)
+    logits = dec.logits(x)[0, 0]
+    return st, sample(logits, key, temperature, top_p), logits
+
+  def step(self, st, byte_id: int, hash_ids_K, key, *, temperature=0.0, top_p=1.0):
+    """Feeds byte t; returns (state, sampled id of byte t+1, logits)."""
+    em_params = self.em_params if self.em is not None else None
+    hk = None if hash_ids_K is None else jnp.asarray(hash_ids_K, jnp.int32)
+    return self._step(
+      self.params,
+      st,
+      jnp.asarray(byte_id, jnp.int32),
+      hk,
+      key,
+      em_params,
+      temperature=temperature,
+      top_p=top_p,
+    )
+
+
+class _HashWindow:
+  """Hash ids of the newest byte from the last max(n) bytes (host, int64)."""
+
+  def __init__(self, cfg):
+    self.cfg = cfg
+    self.width = max(cfg.hash_ngram_sizes) if cfg.n_hash_tables else 0
+    self.hist: list[int] = []
+
+  def push(self, byte_id: int):
+    if not self.width:
+      return None
+    self.hist = (self.hist + [int(byte_id)])[-self.width :]
+    row = np.asarray([self.hist], np.int64)
+    c = self.cfg
+    ids = hashing.hash_ids(
+      row, ngram_sizes=c.hash_ngram_sizes, n_hash_functions=c.hash_functions, vocab=c.hash_vocab
+    )
+    return ids[0, -1]
+
+
+def _prompt_ids(prompt: bytes, max_new_bytes: int) -> np.ndarray:
+  if max_new_bytes < 0:
+    raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
+  return codec.encode(prompt, add_bos=True, add_eos=False)
+
+
+def _sampling_loop(ids: np.ndarray, max_new_bytes: int, feed, seed: int) -> bytes:
+  """Feeds the prompt, then samples up to `max_new_bytes` (stops at EOS).
+
+  `feed(byte_id, key)` consumes one byte and returns the id sampled for the
+  next one with `key`; generated byte i is always sampled with fold_in(seed key, i).
+  """
+  base = jax.random.PRNGKey(seed)
+  nxt = None
+  for b in ids:  # the prompt, one byte at a time; only the last sample is used
+    nxt = feed(int(b), jax.random.fold_in(base, 0))
+  out: list[int] = []
+  for i in range(max_new_bytes):
+    b = int(nxt)
+    if b == codec.EOS_ID:
+      break
+    out.append(b)
+    if i + 1 < max_new_bytes:
+      nxt = feed(b, jax.random.fold_in(base, i + 1))
+  return codec.decode(np.asarray(out, np.int32))
+
+
+def generate_blt(
+  model: BLT,
+  pcfg: patching.PatchingConfig,
+  prompt: bytes,
+  max_new_bytes: int,
+  *,
+  entropy_model: EntropyModel | None = None,
+  temperature: float = 0.0,
+  top_p: float = 1.0,
+  seed: int = 0,
+  generator: BLTGenerator | None = None,
+) -> bytes:
+  """Cached BLT sampling. `generator` reuses compiled steps across calls of equal max_len."""
+  ids = _prompt_ids(prompt, max_new_bytes)
+  gen = generator or BLTGenerator(model, pcfg, entropy_model, max_len=len(ids) + max_new_bytes)
+  if len(ids) + max_new_bytes > gen.max_len:
+    raise ValueError(f"prompt + max_new_bytes exceed the generator's max_len {gen.max_len}")
+  hw = _HashWindow(model.cfg)
+  state = {"st": gen.init()}
+
+  def feed(b, key):
+    state["st"], nxt, _ = gen.step(
+      state["st"], b, hw.push(b), key, temperature=temperature, top_p=top_p
+    )
+    return nxt
+
+  return _sampling_loop(ids, max_new_bytes, feed, seed)
+
+
+# --- the uncached reference ----------------------------------------------------------------------
+
+
+def _bucket(n: int) -> int:
+  return max(16, 1 << (n - 1).bit_length())
+
+
+class UncachedBLT:
+  """Next-byte logits by re-patching and re-running the whole prefix (the reference's way).
+
+  The prefix is padded to a power of two, or to `pad_to` (padding is masked
+  and, by causality, changes nothing), so compilations are shared between lengths.
+  """
+
+  def __init__(
+    self, model: BLT, pcfg: patching.PatchingConfig, entropy_model=None, *, pad_to: int = 0
+  ):
+    self.pad_to = pad_to  # > 0: always pad to this length (one compilation)
+    if pcfg.scheme == "entropy" and entropy_model is None:
+      raise ValueError("entropy patching needs the entropy model")
+    self.model, self.pcfg, self.em = model, pcfg, entropy_model
+    self.graphdef, self.params = nnx.split(model, nnx.Param)
+
+    def fwd(params, ids, seg, pos, hash_ids, starts, last):
+      m = nnx.merge(self.graphdef, params)
+      logits = m(
+        ids,
+        patch_starts=starts,
+        hash_ids=hash_ids,
+        segment_ids=seg,
+        positions=pos,
+        max_patches=ids.shape[1],
+      )
+      return logits[0, last]
+
+    self._fwd = jax.jit(fwd)
+    self._starts = jax.jit(functools.partial(patching.patch_starts, pcfg))
+
+  def next_logits(self, ids: np.ndarray) -> jax.Array:
+    n = len(ids)
+    tb = self.pad_to if self.pad_to > n else _bucket(n + 1)
+    x = np.full((1, tb), codec.PAD_ID, np.int32)
+    x[0, :n] = ids
+    seg = (np.arange(tb) < n).astype(np.int32)[None]
+    pos = np.arange(tb, dtype=np.int32)[None]
+    entropies = None
+    if self.pcfg.scheme == "entropy":
+      entropies = per_byte_entropies(self.em.next_entropies(x, seg, pos))
+    # Column n is the unknown next byte: its boundary may depend on the prefix only.
+    x_n = np.concatenate([x, [[codec.PAD_ID]]], axis=1)
+    seg_n = np.concatenate([seg, [[0]]], axis=1)
+    seg_n[0, n] = 1
+    pos_n = np.arange(tb + 1, dtype=np.int32)[None]
+    starts = self._starts(x_n, pos_n, seg_n, entropies)
+    c = self.model.cfg
+    hash_ids = None
+    if c.n_hash_tables:
+      hash_ids = hashing.hash_ids(
+        x,
+        seg,
+        ngram_sizes=c.hash_ngram_sizes,
+        n_hash_functions=c.hash_functions,
+        vocab=c.hash_vocab,
+      )
+    return self._fwd(self.params, x, seg, pos, hash_ids, starts, n - 1)
+
+
+def generate_blt_uncached(
+  model: BLT,
+  pcfg: patching.PatchingConfig,
+  prompt: bytes,
+  max_new_bytes: int,
+  *,
+  entropy_model: EntropyModel | None = None,
+  temperature: float = 0.0,
+  top_p: float = 1.0,
+  seed: int = 0,
+  reference: UncachedBLT | None = None,
+) -> bytes:
+  """The same sampling as `generate_blt`, re-running the whole prefix for every byte."""
+  ids = list(_prompt_ids(prompt, max_new_bytes))
+  ref = reference or UncachedBLT(model, pcfg, entropy_model)
+  prefix: list[int] = []
+  pick = jax.jit(functools.partial(sample, temperature=temperature, top_p=top_p))
+
+  def feed(b, key):
+    prefix.append(b)
+    return pick(ref.next_logits(np.asarray(prefix, np.int32)), key)
+
+  return _sampling_loop(np.asarray(ids), max_new_bytes, feed, seed)
+
+
+# --- byte transformers ---------------------------------------------------------------------------
+
+
+def generate_transformer(
+  model: Transformer,
+  prompt: bytes,
+  max_new_bytes: int,
+  *,
+  temperature: float = 0.0,
+  top_p: float = 1.0,
+  seed: int = 0,
+) -> bytes:
+  """Sampling from a byte-level Transformer with its KV cache (Transformer.decode)."""
+  if model.cfg.vocab_size != codec.VOCAB_SIZE:
+    raise ValueError("generate_transformer samples bytes: the model must have the byte vocab")
+  ids = _prompt_ids(prompt, max_new_bytes)
+  graphdef, params = nnx.split(model, nnx.Param)
+
+  @functools.partial(jax.jit, donate_argnums=1)
+  def step(params, cache, tok, key):
+    logits, cache = nnx.merge(graphdef, params).decode(tok[None, None], cache)
+    return cache, sample(logits[0, -1], key, temperature, top_p)
+
+  state = {"cache": model.init_cache(1, len(ids) + max_new_bytes)}
+
+  def feed(b, key):
+    state["cache"], nxt = step(params, state["cache"], jnp.asarray(b, jnp.int32), key)
+    return nxt
+
+  return _sampling_loop(ids, max_new_bytes, feed, seed)
+
+
+def load_for_generation(workdir: str):
+  """(kind, model, patching config, entropy model) of a training workdir."""
+  from jaxtok.train.trainer import restore
+
+  model, config = restore(workdir)
+  if isinstance(model, BLT):
+    pcfg = patching.PatchingConfig.from_dict(config.patching)
+    em = EntropyModel.load(pcfg.entropy_model_workdir) if pcfg.scheme == "entropy" else None
+    return "blt", model, pcfg, em
+  if isinstance(model, Transformer) and not config.data.get("tokenizer"):
+    return "transformer", model, None, None
+  raise ValueError(f"{workdir}: generation supports BLTs and byte-level transformers")
