@@ -58,3 +58,46 @@ def block_size(want: int, length: int, backend: str) -> int:
   if backend == "gpu":
     return min(want, max(16, pl.next_power_of_2(length)))
   return min(want, round_up(length, 8))
+
+
+def per_shard(fn, in_names, out_names):
+  """`fn`, run under `jax.shard_map` when an ambient mesh (`jax.set_mesh`) has
+  more than one device; `fn` itself otherwise.
+
+  `in_names`/`out_names` give every array's logical axis names (None: not
+  split), mapped to mesh axes by `jaxtok.nn.sharding.RULES`. A name whose mesh
+  axes do not divide all of its dimensions stays whole. A kernel is opaque to
+  XLA's partitioner, which would otherwise gather its operands to every device.
+  """
+
+  def run(*args):
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+      return fn(*args)
+    from jax.sharding import PartitionSpec as P
+
+    from jaxtok.nn import sharding as shd
+
+    dims: dict[str, list[int]] = {}
+    for names, x in zip(in_names, args):
+      for name, dim in zip(names, x.shape):
+        if name is not None:
+          dims.setdefault(name, []).append(dim)
+    axes = {name: _fit(shd.logical_to_mesh((name,))[0], ds, mesh) for name, ds in dims.items()}
+    spec = lambda names: P(*(None if n is None else axes.get(n) for n in names))
+    out_specs = tuple(map(spec, out_names)) if isinstance(out_names, list) else spec(out_names)
+    return jax.shard_map(
+      fn, mesh=mesh, in_specs=tuple(map(spec, in_names)), out_specs=out_specs, check_vma=False
+    )(*args)
+
+  return run
+
+
+def _fit(axes, dims: list[int], mesh):
+  """The mesh axes among `axes` that `mesh` has, if together they divide every dim."""
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+  axes = tuple(a for a in axes if a in mesh.axis_names and mesh.shape[a] > 1)
+  size = 1
+  for a in axes:
+    size *= mesh.shape[a]
+  return axes if axes and all(d % size == 0 for d in dims) else None

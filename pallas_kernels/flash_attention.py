@@ -149,36 +149,15 @@ def _rows(seg, idx, b, length, padded):
 
 # --- sharding ----------------------------------------------------------------
 
+_HEADS = ("batch", "heads", None, None)
+_ROW = ("batch", None)
+
 
 def _sharded(cfg: _Cfg, q, k, v, qseg, qidx, kseg, kidx):
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or mesh.size == 1:
-    return _flash(cfg, q, k, v, qseg, qidx, kseg, kidx)
-  from jax.sharding import PartitionSpec as P
-
-  from jaxtok.nn import sharding as shd
-
-  batch = _fit(shd.logical_to_mesh(("batch",))[0], q.shape[0], mesh)
-  heads = _fit(shd.logical_to_mesh(("heads",))[0], k.shape[1], mesh)
-  head_spec, row_spec = P(batch, heads), P(batch)
-  fn = jax.shard_map(
-    functools.partial(_flash, cfg),
-    mesh=mesh,
-    in_specs=(head_spec,) * 3 + (row_spec,) * 4,
-    out_specs=(head_spec, head_spec),
-    check_vma=False,
+  fn = _backend.per_shard(
+    functools.partial(_flash, cfg), [_HEADS] * 3 + [_ROW] * 4, [_HEADS, ("batch", "heads", None)]
   )
   return fn(q, k, v, qseg, qidx, kseg, kidx)
-
-
-def _fit(axes, dim: int, mesh):
-  """The mesh axes among `axes` that exist in `mesh`, if together they divide `dim`."""
-  axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-  axes = tuple(a for a in axes if a in mesh.axis_names and mesh.shape[a] > 1)
-  size = 1
-  for a in axes:
-    size *= mesh.shape[a]
-  return axes if axes and dim % size == 0 else None
 
 
 # --- block summaries ---------------------------------------------------------
