@@ -34,6 +34,8 @@ from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
 from jaxtok.train.task import Task, get_task
 
+MAX_IN_FLIGHT = 2  # steps dispatched but not finished
+
 
 class TrainingDivergedError(RuntimeError):
   """A non-finite loss: the run stops and the last good checkpoint is kept."""
@@ -290,6 +292,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
         state, metrics = train_step(state, _to_device(batch, batch_sharding))
         step += 1
         pending.append((step, metrics))
+        if len(pending) > MAX_IN_FLIGHT:  # bound how far dispatch runs ahead of compute,
+          pending[-MAX_IN_FLIGHT - 1][1]["loss"].block_until_ready()  # so the bar is honest
         pbar.update(1)
         if compile_s is None:  # keep compilation out of the throughput numbers
           drain()
@@ -342,6 +346,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "compile_s": compile_s or 0.0,
     "train_time_s": clock["train_time"],
     **task.extra,
+    **(task.eval_results(final_eval) if task.eval_results else {}),
   }
   if d.get("unigram_baseline", True):
     results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
