@@ -36,6 +36,7 @@ def model_defaults() -> config_dict.ConfigDict:
       dtype="float32",
       param_dtype="float32",
       attention_impl="xla",
+      pool_impl="xla",
       remat=False,
     )
   )

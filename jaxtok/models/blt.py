@@ -48,6 +48,7 @@ from jaxtok.data.codec import VOCAB_SIZE
 from jaxtok.eval.flops import Flops, transformer_flops_per_token, visible_keys
 from jaxtok.models.transformer import DTYPES, Block, KVCache, TransformerConfig
 from jaxtok.nn import attention as attn_lib
+from jaxtok.nn import pooling
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
 from jaxtok.train.losses import token_ce_sums
 from jaxtok.train.task import Task, register_task
@@ -78,6 +79,7 @@ class BLTConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   attention_impl: str = "xla"
+  pool_impl: str = "xla"  # patch max-pool: "xla" (segment_max) or "pallas" (kernel)
   remat: bool = False
   # Set from config.patching by the task, not by the model config:
   max_patches: int = 128  # patch slots per row
@@ -118,6 +120,7 @@ class BLTConfig:
     need(self.dtype in DTYPES, "dtype", f"one of {sorted(DTYPES)}")
     need(self.param_dtype in DTYPES, "param_dtype", f"one of {sorted(DTYPES)}")
     need(self.attention_impl in attn_lib.IMPLS, "attention_impl", f"one of {attn_lib.IMPLS}")
+    need(self.pool_impl in pooling.IMPLS, "pool_impl", f"one of {pooling.IMPLS}")
     self.local_config(1).validate()
     self.global_config().validate()
 
@@ -205,15 +208,9 @@ class CrossAttention(nnx.Module):
     return self.attend(x_BxTxD, *self.kv(kv_BxSxD), mask)
 
 
-def segment_max_pool(x_BxTxD, seg_BxT, num_segments: int) -> jax.Array:
-  """Max over the bytes of each patch: [B, P, D]; empty patches give 0, not -inf."""
-  b, t, d = x_BxTxD.shape
-  flat = jnp.where(seg_BxT > 0, seg_BxT - 1 + num_segments * jnp.arange(b)[:, None], -1)
-  pooled = jax.ops.segment_max(
-    x_BxTxD.reshape(b * t, d), flat.reshape(-1), num_segments=b * num_segments
-  )
-  pooled = pooled.reshape(b, num_segments, d)
-  return jnp.where(jnp.isfinite(pooled), pooled, 0).astype(x_BxTxD.dtype)
+def segment_max_pool(x_BxTxD, seg_BxT, num_segments: int, impl: str = "xla") -> jax.Array:
+  """Max over the bytes of each patch (seg = patch + 1; 0 = none): [B, P, D]; empty gives 0."""
+  return pooling.segment_pool(x_BxTxD, seg_BxT - 1, num_segments, "max", impl=impl)
 
 
 class LocalEncoder(nnx.Module):
@@ -265,7 +262,8 @@ class LocalEncoder(nnx.Module):
       x_BxTxD = _run_blocks([block], x_BxTxD, positions_BxT, self_mask, self.cfg.remat)
       if i in self.cross_at:
         if q is None:
-          q = self.patch_queries(segment_max_pool(x_BxTxD, lay.enc_seg_BxT, p))
+          pooled = segment_max_pool(x_BxTxD, lay.enc_seg_BxT, p, self.cfg.pool_impl)
+          q = self.patch_queries(pooled)
         q = q + self.cross[self.cross_at.index(i)](q, x_BxTxD, cross_mask)
     b, _, d = q.shape
     return x_BxTxD, q.reshape(b, p, k * d)

@@ -284,7 +284,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   )
   stopped_by = None
   try:
-    with _sigterm_flag() as sig:
+    # The ambient mesh lets kernels (impl="pallas") run per shard under shard_map.
+    with _sigterm_flag() as sig, jax.set_mesh(mesh):
       batches = iter(prefetch)
       while step < t.steps:
         batch, data_state = next(batches)
@@ -324,7 +325,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     writer.close()
     return {"step": step, "stopped_by": stopped_by}
 
-  final_eval = evaluate(eval_step, state.params, val_batches, batch_sharding)
+  with jax.set_mesh(mesh):
+    final_eval = evaluate(eval_step, state.params, val_batches, batch_sharding)
   writer.write(step, final_eval, prefix="eval/")
   writer.close()
   flops = task.flops
