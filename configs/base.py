@@ -62,6 +62,9 @@ def get_config() -> config_dict.ConfigDict:
       keep=3,
       async_ckpt=True,
       progress_bar=True,
+      # Patch-level training (jaxtok/train/patch_level.py): the first `fraction` of the steps
+      # on patches of K tokens, then tokens. K=0 or fraction=0: off.
+      patch_level=config_dict.ConfigDict(dict(K=0, fraction=0.0)),
     )
   )
   c.mesh = config_dict.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
