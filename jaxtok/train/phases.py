@@ -47,38 +47,38 @@ def new_stats() -> dict[str, float]:
 
 
 def report(phases: list[Phase], stats: list[dict[str, float]]) -> dict[str, Any]:
-  """Cost of a multi-phase run relative to running all its steps as the last phase.
+  """Per-phase numbers and, for several phases, the cost relative to running all the
+  steps as the last phase does.
 
+  step_time_s is measured (compilation, evaluation and checkpointing excluded)
+  and train_flops comes from the FLOP model of jaxtok.eval.flops.
   relative_cost counts a step of phase i at `cost_i` (patch steps at 1/K: the
-  theoretical λ/K + 1 - λ); relative_train_flops uses the FLOP model of
-  jaxtok.eval.flops; wall_clock_ratio uses the measured time per step of each
-  phase (compilation, evaluation and checkpointing excluded).
+  theoretical λ/K + 1 - λ); relative_train_flops is the same ratio in FLOPs;
+  wall_clock_ratio is Σ step_time_i x steps_i / (step_time_last x all steps).
   """
-  total = sum(p.steps for p in phases)
-  last = phases[-1]
-  rows, flops_total, nbytes_total = [], 0.0, 0.0
+  rows = []
   for p, s in zip(phases, stats):
     step_time = s["time"] / s["timed_steps"] if s["timed_steps"] else math.nan
-    train_flops = p.flops.train * s["bytes"]
-    flops_total += train_flops
-    nbytes_total += s["bytes"]
     rows.append(
       dict(
         name=p.name,
         steps=p.steps,
         cost_per_step=p.cost,
         train_flops_per_byte=p.flops.train,
-        train_flops=train_flops,
+        train_flops=p.flops.train * s["bytes"],
         bytes=s["bytes"],
         tokens=s["tokens"],
         step_time_s=step_time,
-        bytes_per_s=s["bytes"] / s["time"] if s["time"] else math.nan,
+        wall_s=step_time * p.steps,  # the phase's time without compilation
       )
     )
-  last_step_time = rows[-1]["step_time_s"]
-  return {
-    "phases": rows,
-    "relative_cost": sum(p.cost * p.steps for p in phases) / total,
-    "relative_train_flops": flops_total / max(last.flops.train * nbytes_total, 1e-30),
-    "wall_clock_ratio": sum(r["step_time_s"] * r["steps"] for r in rows) / (last_step_time * total),
-  }
+  out: dict[str, Any] = {"phases": rows}
+  if len(phases) > 1:
+    total = sum(p.steps for p in phases)
+    flops_as_last = phases[-1].flops.train * sum(s["bytes"] for s in stats)
+    out.update(
+      relative_cost=sum(p.cost * p.steps for p in phases) / total,
+      relative_train_flops=sum(r["train_flops"] for r in rows) / max(flops_as_last, 1e-30),
+      wall_clock_ratio=sum(r["wall_s"] for r in rows) / (rows[-1]["step_time_s"] * total),
+    )
+  return out

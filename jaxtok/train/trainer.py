@@ -400,8 +400,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "train_time_s": clock["train_time"],
     **task.extra,
   }
-  if len(phases) > 1:
-    results.update(phases_lib.report(phases, stats))
+  results.update(phases_lib.report(phases, stats))
   if d.get("unigram_baseline", True):
     results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
   if jax.process_index() == 0:

@@ -1,0 +1,142 @@
+"""Token-level vs patch-level training at the same number of training tokens.
+
+For every input unit in `config.compare.tokenizers` (a BPE, bytes) and every
+token budget in `config.compare.steps` (the data size), trains a token-level
+model and one patch-level model per K in `config.compare.K` (the first
+`config.compare.fraction` of the steps on patches), each a normal trainer run
+in its own sub-workdir. Reports validation loss and bits-per-byte, the
+theoretical relative cost λ/K + 1 - λ, the FLOP ratio, and the measured
+wall-clock ratio against the token-level run of the same row, as
+workdir/patch_level_compare.{json,md}. Finished runs are reused, interrupted
+ones resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from typing import Any
+
+import jax
+
+from jaxtok.train import trainer
+from jaxtok.train.metrics import markdown_table
+
+
+def validate(config) -> None:
+  cc = config.get("compare")
+  if cc is None:
+    raise ValueError("config.compare: missing; start from configs/patch_level_compare.py")
+  if not cc.tokenizers:
+    raise ValueError("config.compare.tokenizers: give at least one ('' = bytes, 'bpe:<vocab>')")
+  if not cc.steps or min(cc.steps) < 2:
+    raise ValueError(f"config.compare.steps={tuple(cc.steps)}: token budgets of >= 2 steps")
+  if not cc.K or min(cc.K) < 2:
+    raise ValueError(f"config.compare.K={tuple(cc.K)}: patch sizes >= 2")
+  if not 0 < cc.fraction < 1:
+    raise ValueError(f"config.compare.fraction={cc.fraction}: must be in (0, 1)")
+
+
+def run_config(config, tokenizer: str, steps: int, k: int):
+  """The trainer config of one run (k = 0: token-level)."""
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    del c["compare"]
+  c.data.tokenizer = tokenizer
+  c.train.steps = steps
+  c.train.patch_level.update(K=k, fraction=config.compare.fraction if k else 0.0)
+  return c
+
+
+def run_name(tokenizer: str, steps: int, k: int) -> str:
+  unit = tokenizer.replace(":", "") if tokenizer else "bytes"
+  return f"{unit}_{steps}steps_{f'patch{k}' if k else 'token'}"
+
+
+def _train(c, workdir: str) -> dict[str, Any]:
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path):  # finished earlier: reuse
+    with open(path) as f:
+      return json.load(f)
+  return trainer.train(c, workdir)
+
+
+def run(config, workdir: str) -> list[dict[str, Any]]:
+  """Runs (or reuses) every model, writes the JSON and Markdown reports, returns the rows."""
+  validate(config)
+  cc = config.compare
+  os.makedirs(workdir, exist_ok=True)
+  rows = []
+  for tok in cc.tokenizers:
+    for steps in cc.steps:
+      token_wall = None
+      for k in (0, *cc.K):
+        c = run_config(config, tok, steps, k)
+        name = run_name(tok, steps, k)
+        t0 = time.perf_counter()
+        r = _train(c, os.path.join(workdir, name))
+        wall = sum(p["wall_s"] for p in r["phases"])  # steps only: no compilation, no eval
+        token_wall = wall if k == 0 else token_wall
+        lam = cc.fraction if k else 0.0
+        rows.append(
+          {
+            "unit": tok or "bytes",
+            "train_tokens": steps * c.data.batch_size * c.data.seq_len,
+            "steps": steps,
+            "method": f"patch K={k}, λ={lam:.2f}" if k else "token-level",
+            "val_loss": r["val_loss"],
+            "val_bpb": r["val_bpb"],
+            "cost_theory": lam / k + 1 - lam if k else 1.0,
+            "flops_ratio": r.get("relative_train_flops", 1.0),
+            "wall_s": wall,
+            "wall_ratio": wall / token_wall,
+            "run_s": time.perf_counter() - t0,
+            "workdir": name,
+          }
+        )
+        print(markdown_table(rows[-1:]), flush=True)
+  for row in rows:  # BPB against the token-level run of the same unit and data size
+    base = next(
+      b
+      for b in rows
+      if (b["unit"], b["steps"], b["method"]) == (row["unit"], row["steps"], "token-level")
+    )
+    row["delta_bpb"] = row["val_bpb"] - base["val_bpb"]
+    row["wall_vs_theory"] = row["wall_ratio"] / row["cost_theory"] - 1
+  report = {
+    "config": json.loads(config.to_json_best_effort()),
+    "device": jax.devices()[0].device_kind,
+    "rows": rows,
+  }
+  with open(os.path.join(workdir, "patch_level_compare.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  with open(os.path.join(workdir, "patch_level_compare.md"), "w") as f:
+    f.write(markdown(rows, config) + "\n")
+  return rows
+
+
+def markdown(rows: list[dict[str, Any]], config) -> str:
+  cols = [
+    "unit",
+    "train_tokens",
+    "method",
+    "val_loss",
+    "val_bpb",
+    "delta_bpb",
+    "cost_theory",
+    "flops_ratio",
+    "wall_s",
+    "wall_ratio",
+    "wall_vs_theory",
+  ]
+  m, d = config.model, config.data
+  head = (
+    f"Patch-level vs token-level training on `{d.name}`: d_model={m.d_model}, "
+    f"n_layers={m.n_layers}, {d.batch_size} x {d.seq_len} tokens per step. "
+    "cost_theory = λ/K + 1 - λ; flops_ratio from jaxtok.eval.flops; wall_s = measured time "
+    "of the training steps (no compilation, no evaluation); wall_ratio against the "
+    "token-level run of the same unit and size; wall_vs_theory = wall_ratio / cost_theory - 1.\n"
+  )
+  return head + "\n" + markdown_table([{k: r[k] for k in cols} for r in rows])
