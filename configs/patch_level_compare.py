@@ -13,12 +13,12 @@ from configs import base
 def get_config():
   c = base.get_config()
   c.model.update(d_model=128, n_layers=4, n_heads=4)
-  c.data.update(seq_len=256, batch_size=16, eval_batches=32)
-  c.train.update(lr=3e-3, warmup_steps=30, log_every=25, eval_every=0, ckpt_every=250)
+  c.data.update(seq_len=128, batch_size=16, eval_batches=32)
+  c.train.update(lr=3e-3, warmup_steps=20, log_every=25, eval_every=0, ckpt_every=250)
   c.compare = config_dict.ConfigDict(
     dict(
       tokenizers=("bpe:4096", ""),  # "" = bytes
-      steps=(150, 600),  # token budgets in steps of batch_size x seq_len tokens
+      steps=(100, 400),  # token budgets in steps of batch_size x seq_len tokens
       K=(4, 2),
       fraction=2 / 3,
     )
