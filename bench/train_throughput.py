@@ -1,0 +1,123 @@
+r"""Training-step throughput and model-FLOPs utilisation (MFU) on this machine.
+
+  python bench/train_throughput.py [--config=configs/entropy_model.py] [--repeats=5]
+
+Measures, interleaved in one run so machine noise hits both alike:
+  * the jitted train step on a fixed device batch (bytes/s, model FLOP/s),
+  * the same step fed by the real input pipeline (packing + prefetch thread),
+  * a large jnp matmul (the achievable FLOP/s of this device),
+and prints MFU = model FLOP/s / matmul FLOP/s. Model FLOPs are jaxtok.eval.flops
+(6N-style, causal attention counted as the keys actually visible).
+"""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from jaxtok.data import packing  # noqa: E402
+from jaxtok.nn import sharding as shd  # noqa: E402
+from jaxtok.train import trainer  # noqa: E402
+from jaxtok.train.steps import make_train_step  # noqa: E402
+from jaxtok.train.task import get_task  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/entropy_model.py", "Config file.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved measurement rounds.")
+_STEPS = flags.DEFINE_integer("steps", 4, "Train steps per round.")
+_MATMUL = flags.DEFINE_integer("matmul", 2048, "Side of the square reference matmul.")
+_PROFILE = flags.DEFINE_string("profile_dir", "", "If set, write a jax.profiler trace here.")
+
+
+def timed(fn, n):
+  t0 = time.perf_counter()
+  out = None
+  for _ in range(n):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t0) / n
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  task = get_task(config)
+  mesh = shd.make_mesh(**config.mesh)
+  graphdef, state, tx, schedule = trainer._build_state(task, config, mesh)
+  step_fn = make_train_step(
+    graphdef, tx, schedule, task.loss_fn, grad_accum=config.train.grad_accum
+  )
+  _, it = trainer.make_batches(task, config, "train", seed=0, repeat=True, shuffle=True)
+  host = trainer._HostBatches(it, task.host_transform)
+  sharding = shd.batch_sharding(mesh)
+  fixed = trainer._to_device(next(host), sharding)
+  bytes_per_step = (
+    float(jnp.sum(fixed["targets"] >= 4))
+    if "target_bytes" not in fixed
+    else (float(jnp.sum(fixed["target_bytes"])))
+  )
+  flops_per_step = task.flops.train * bytes_per_step
+
+  holder = {"state": state}
+
+  def one_step(batch):
+    holder["state"], m = step_fn(holder["state"], batch)
+    return m["loss"]
+
+  prefetch = packing.Prefetcher(host, size=config.data.prefetch)
+  stream = iter(prefetch)
+
+  def pipeline_step():
+    batch, _ = next(stream)
+    return one_step(trainer._to_device(batch, sharding))
+
+  n = _MATMUL.value
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+
+  jax.block_until_ready(one_step(fixed))  # compile
+  jax.block_until_ready(matmul(a))
+  if _PROFILE.value:
+    jax.profiler.start_trace(_PROFILE.value)
+    timed(lambda: one_step(fixed), 2)
+    jax.profiler.stop_trace()
+
+  fixed_s, pipe_s, mm_s = [], [], []
+  for _ in range(_REPEATS.value):
+    fixed_s.append(timed(lambda: one_step(fixed), _STEPS.value))
+    pipe_s.append(timed(pipeline_step, _STEPS.value))
+    mm_s.append(timed(lambda: matmul(a), 5))
+  prefetch.close()
+
+  step = statistics.median(fixed_s)
+  pipe = statistics.median(pipe_s)
+  mm_flops = 2 * n**3 / statistics.median(mm_s)
+  model_flops = flops_per_step / step
+  print(
+    f"config: {config.model.name} d={config.model.get('d_model')} "
+    f"layers={config.model.get('n_layers')} batch={config.data.batch_size}x"
+    f"{config.data.seq_len}; {jax.device_count()} x {jax.devices()[0].device_kind}"
+  )
+  print(
+    f"train step (fixed batch):     {step * 1e3:8.1f} ms   {bytes_per_step / step:10.0f} bytes/s"
+  )
+  print(
+    f"train step (input pipeline):  {pipe * 1e3:8.1f} ms   {bytes_per_step / pipe:10.0f} bytes/s"
+    f"   pipeline/fixed time ratio {pipe / step:.3f}"
+  )
+  print(
+    f"model FLOP/s:                 {model_flops / 1e9:8.1f} GFLOP/s "
+    f"({task.flops.train:.3g} train FLOPs/byte)"
+  )
+  print(f"{n}x{n} matmul FLOP/s:        {mm_flops / 1e9:8.1f} GFLOP/s")
+  print(f"MFU (model / matmul FLOP/s):  {model_flops / mm_flops:8.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
