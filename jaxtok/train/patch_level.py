@@ -61,6 +61,13 @@ def validate(config) -> None:
       f"{rows}/K longer rows, so data.batch_size per process ({rows}) must be divisible by "
       f"K x train.grad_accum = {k * t.grad_accum}"
     )
+  m = config.mesh
+  shards = m.fsdp * (m.data if m.data > 0 else jax.device_count() // (m.fsdp * m.tensor))
+  if k and (d.batch_size // k) % shards:
+    raise ValueError(
+      f"config.train.patch_level.K={k}: the {d.batch_size // k} rows of a patch batch do not "
+      f"split over the {shards} data-parallel shards of config.mesh"
+    )
 
 
 def long_rows(batch: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
@@ -150,6 +157,11 @@ def make_phases(task, config) -> list[Phase]:
       f"out); config.model.name={config.model.name!r} builds a {type(model).__name__}"
     )
   patch_steps = int(round(pl.fraction * steps))
+  if patch_steps >= steps:
+    raise ValueError(
+      f"config.train.patch_level.fraction={pl.fraction}: leaves no token-level step of "
+      f"train.steps={steps}; the model must finish on tokens"
+    )
   return [
     Phase(
       name="patch",

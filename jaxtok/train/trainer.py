@@ -284,6 +284,9 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     clock["train_time"] += dt
     stats[pi]["time"] += dt
     stats[pi]["timed_steps"] += clock["steps"]
+    if clock["steps"]:
+      stats[pi]["windows"].append([clock["steps"], dt])
+    clock["steps"] = 0
 
   def start_clock():
     clock["t"] = time.perf_counter()

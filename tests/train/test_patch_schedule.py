@@ -9,6 +9,7 @@ from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
 from configs import tiny
+from jaxtok.nn import sharding as shd
 from jaxtok.train import checkpoint as ckpt_lib
 from jaxtok.train import trainer
 from jaxtok.train.metrics import read_metrics
@@ -78,7 +79,7 @@ def test_switch_keeps_weights_resets_optimizer_and_continues_data(runs):
   assert js["phase"]["name"] == "patch"
 
   tx, schedule = trainer._make_optimizer(c, STEPS - SWITCH)
-  state = trainer._fresh_state(tx, at_switch["params"], trainer.shd.make_mesh())
+  state = trainer._fresh_state(tx, at_switch["params"], shd.make_mesh())
   _, it = trainer.make_batches(task, c, "train", seed=c.train.seed, repeat=True, shuffle=True)
   it.set_state(js["data"])
   step = make_train_step(graphdef, tx, schedule, task.loss_fn)
@@ -133,3 +134,33 @@ def test_config_errors_name_the_field(tmp_path, field, value, match):
   c.train.patch_level[field] = value
   with pytest.raises(ValueError, match=f"config.train.patch_level.{match}"):
     trainer.train(c, str(tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_comparison_writes_json_and_markdown(tmp_path):
+  """experiments/patch_level_compare end to end, at toy size (bytes and a BPE, two sizes)."""
+  import json
+
+  from configs import patch_level_compare_small
+  from jaxtok.train import patch_level_compare
+
+  c = patch_level_compare_small.get_config()
+  c.data.update(data_dir=str(tmp_path / "tfds"), seq_len=32, eval_batches=1)
+  c.compare.update(tokenizers=("", "bpe:300"), steps=(6, 12), K=(4,))
+  rows = patch_level_compare.run(c, str(tmp_path / "cmp"))
+  assert len(rows) == 2 * 2 * 2
+  report = json.loads((tmp_path / "cmp" / "patch_level_compare.json").read_text())
+  assert report["rows"] == json.loads(json.dumps(rows))
+  md = (tmp_path / "cmp" / "patch_level_compare.md").read_text()
+  assert md.count("\n| bpe:300 |") == 4 and md.count("\n| bytes |") == 4
+  for r in rows:
+    tokens = r["steps"] * c.data.batch_size * c.data.seq_len
+    assert r["train_tokens"] == tokens and np.isfinite(r["val_bpb"])
+    if r["method"] == "token-level":
+      assert r["wall_ratio"] == 1 and r["delta_bpb"] == 0
+    else:
+      assert r["cost_theory"] == pytest.approx((2 / 3) / 4 + 1 / 3)
+      assert r["flops_ratio"] == pytest.approx(r["cost_theory"], rel=0.1)
+  # A second call reuses the finished runs.
+  again = patch_level_compare.run(c, str(tmp_path / "cmp"))
+  assert [r["val_bpb"] for r in again] == [r["val_bpb"] for r in rows]
