@@ -12,6 +12,5 @@ def get_config():
   c = base.get_config()
   c.model.update(d_model=192, n_layers=4, n_heads=3, sliding_window=512)
   c.data.update(seq_len=512, batch_size=8)
-  c.train.update(steps=250, lr=3e-3, warmup_steps=25, log_every=25, eval_every=125,
-                 ckpt_every=125)
+  c.train.update(steps=250, lr=3e-3, warmup_steps=25, log_every=25, eval_every=125, ckpt_every=125)
   return c

@@ -71,6 +71,11 @@ class PackedBatches(Iterator[Batch]):
   in the last batch when `repeat=False`; iteration stops after that batch.
   `corpus` is any sequence of bytes (e.g. a `Corpus`).
 
+  `encode_fn` maps a document to its ids, or to a dict with the ids under
+  "inputs" and per-token features of the same length under other keys (e.g.
+  precomputed entropies); each feature comes out as a [B, T] array aligned
+  with `inputs`, 0 where `inputs` is padding.
+
   With `repeat=False`, processes may yield different numbers of batches; a
   multi-host eval loop must agree on a count (or pad) before collectives.
   """
@@ -120,6 +125,7 @@ class PackedBatches(Iterator[Batch]):
     self._doc_offset = doc_offset
     self._order = self._epoch_order(epoch)
     self._tokens: np.ndarray | None = None  # encoded current document
+    self._features: dict[str, np.ndarray] = {}  # its per-token features, if encode_fn gives any
 
   def _epoch_order(self, epoch: int) -> np.ndarray:
     return epoch_order(
@@ -178,8 +184,7 @@ class PackedBatches(Iterator[Batch]):
           return None
         self._set_position(epoch=self._epoch + 1, doc_index=0, doc_offset=0)
       if self._tokens is None:
-        tokens = np.asarray(self._encode(self._corpus[int(self._order[self._doc_index])]))
-        self._tokens = tokens.astype(np.int32, copy=False).reshape(-1)
+        self._load_document()
       if self._doc_offset < self._tokens.size:
         return self._tokens
       self._doc_index += 1
@@ -189,8 +194,28 @@ class PackedBatches(Iterator[Batch]):
       if skipped > 2 * len(self._order) + 1:
         raise ValueError("every document encodes to zero tokens; nothing to pack")
 
+  def _load_document(self) -> None:
+    encoded = self._encode(self._corpus[int(self._order[self._doc_index])])
+    features = {}
+    if isinstance(encoded, dict):
+      features = {k: np.asarray(v).reshape(-1) for k, v in encoded.items() if k != "inputs"}
+      encoded = encoded["inputs"]
+    tokens = np.asarray(encoded).astype(np.int32, copy=False).reshape(-1)
+    for k, v in features.items():
+      if v.size != tokens.size:
+        raise ValueError(
+          f"encode_fn feature {k!r} has {v.size} values for {tokens.size} tokens "
+          f"(document {int(self._order[self._doc_index])})"
+        )
+    self._tokens, self._features = tokens, features
+
   def _fill_row(
-    self, inputs: np.ndarray, targets: np.ndarray, segments: np.ndarray, positions: np.ndarray
+    self,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    segments: np.ndarray,
+    positions: np.ndarray,
+    features: dict[str, np.ndarray],
   ) -> None:
     """Fills one row (already PAD/0) from the stream and advances the cursor."""
     length = self.seq_len
@@ -210,6 +235,8 @@ class PackedBatches(Iterator[Batch]):
       targets[filled : end - 1] = piece[1:]
       segments[filled:end] = segment
       positions[filled:end] = self._position[:take]
+      for k, row in features.items():
+        row[filled:end] = self._features[k][self._doc_offset : self._doc_offset + take]
       self._doc_offset += take
       filled = end
     # The last input's target is the next stream token if it lies in the same
@@ -221,20 +248,28 @@ class PackedBatches(Iterator[Batch]):
     return self
 
   def __next__(self) -> Batch:
-    if not self.repeat and self._current_tokens() is None:
+    if self._current_tokens() is None:  # never None when repeating
       raise StopIteration
     shape = (self.batch_size, self.seq_len)
     inputs_BxT = np.full(shape, codec.PAD_ID, dtype=np.int32)
     targets_BxT = np.full(shape, codec.PAD_ID, dtype=np.int32)
     segment_ids_BxT = np.zeros(shape, dtype=np.int32)
     positions_BxT = np.zeros(shape, dtype=np.int32)
+    features = {k: np.zeros(shape, dtype=v.dtype) for k, v in self._features.items()}
     for row in range(self.batch_size):
-      self._fill_row(inputs_BxT[row], targets_BxT[row], segment_ids_BxT[row], positions_BxT[row])
+      self._fill_row(
+        inputs_BxT[row],
+        targets_BxT[row],
+        segment_ids_BxT[row],
+        positions_BxT[row],
+        {k: v[row] for k, v in features.items()},
+      )
     return {
       "inputs": inputs_BxT,
       "targets": targets_BxT,
       "segment_ids": segment_ids_BxT,
       "positions": positions_BxT,
+      **features,
     }
 
 

@@ -34,6 +34,8 @@ class Task:
   eval_loss_fn: LossFn | None = None  # defaults to loss_fn
   tokenizer_path: str | None = None  # token-level models: copied into the workdir
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # reported in results
+  # final validation sums (loss_sum, tokens, bytes and the loss's own) -> more results
+  eval_results: Callable[[dict[str, float]], dict[str, Any]] | None = None
 
 
 _REGISTRY: dict[str, Callable[[Any], Task]] = {}

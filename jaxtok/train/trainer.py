@@ -36,6 +36,8 @@ from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
 from jaxtok.train.task import Task, get_task
 
+MAX_IN_FLIGHT = 2  # steps dispatched but not finished
+
 
 class TrainingDivergedError(RuntimeError):
   """A non-finite loss: the run stops and the last good checkpoint is kept."""
@@ -350,6 +352,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
         step += 1
         clock["steps"] += 1
         pending.append((step, pi, metrics))
+        if len(pending) > MAX_IN_FLIGHT:  # bound how far dispatch runs ahead of compute,
+          pending[-MAX_IN_FLIGHT - 1][2]["loss"].block_until_ready()  # so the bar is honest
         pbar.update(1)
         if not compiled:  # keep compilation out of the throughput numbers
           drain()
@@ -402,6 +406,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "compile_s": compile_s,
     "train_time_s": clock["train_time"],
     **task.extra,
+    **(task.eval_results(final_eval) if task.eval_results else {}),
   }
   results.update(phases_lib.report(phases, stats))
   if d.get("unigram_baseline", True):

@@ -1,0 +1,26 @@
+r"""Score a corpus with BLT's entropy model once and store the entropies next to the data.
+
+  python -m experiments.precompute_entropies --config=configs/blt_entropy.py
+  python -m experiments.train --config=configs/blt_entropy.py \
+      --config.patching.entropies=precomputed --workdir=workdirs/blt_entropy
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxtok.patching import entropy
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/blt_entropy.py", "A BLT config.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute even if the files exist.")
+
+
+def main(argv):
+  del argv
+  for split, path in entropy.precompute_for_config(
+    _CONFIG.value, overwrite=_OVERWRITE.value
+  ).items():
+    print(f"{split}: {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,67 @@
+"""Entropies: the formula, windowed scoring of long documents, the precomputed store."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxtok.data import codec
+from jaxtok.models.transformer import Transformer, TransformerConfig
+from jaxtok.patching import entropy
+
+
+def test_entropy_of_logits_by_hand():
+  logits = jnp.log(jnp.asarray([[[0.5, 0.25, 0.25], [1.0, 1e-12, 1e-12]]]))
+  h = np.asarray(entropy.entropy_from_logits(logits))[0]
+  assert h[0] == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)), rel=1e-5)
+  assert h[1] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def em():
+  # One layer with a window of 8: a byte's output depends on at most 7 bytes before it,
+  # so scoring in windows with >= 8 bytes of context is exact.
+  cfg = TransformerConfig(d_model=32, n_layers=1, n_heads=2, mlp_dim=64, sliding_window=8)
+  return entropy.EntropyModel(Transformer(cfg, rngs=nnx.Rngs(3)), seq_len=32)
+
+
+def test_windowed_scoring_equals_a_whole_document_forward(em):
+  rng = np.random.default_rng(0)
+  docs = [rng.integers(0, 256, n).astype(np.uint8).tobytes() for n in (5, 30, 31, 100, 77)]
+  got = list(entropy.document_entropies(em, docs, batch_size=3))
+  assert len(got) == len(docs)
+  for doc, h in zip(docs, got):
+    ids = codec.encode(doc)
+    want = em.next_entropies(ids[None])[0]
+    assert h.shape == ids.shape and h.dtype == np.float16
+    np.testing.assert_allclose(h.astype(np.float32), want, rtol=2e-3, atol=2e-3)
+
+
+def test_windows_cover_every_position_once_with_context():
+  for n in (1, 32, 33, 64, 100, 1000):
+    wins = entropy._windows(n, 32)
+    kept = [i for _, k, e in wins for i in range(k, e)]
+    assert kept == list(range(n))
+    assert all(e - s <= 32 and (k == 0 or k - s >= 16) for s, k, e in wins)
+
+
+def test_precomputed_store_round_trip(em, tmp_path):
+  docs = [b"first document", b"second one, longer " * 5, b"first document"]
+  path = entropy.precompute(em, docs, str(tmp_path / "e" / "train.array_record"), batch_size=2)
+  store = entropy.EntropyStore([path])
+  assert len(store) == 2  # duplicates share an entry
+  for doc in docs:
+    want = em.next_entropies(codec.encode(doc)[None])[0]
+    np.testing.assert_allclose(store(doc), want, rtol=2e-3, atol=2e-3)
+  with pytest.raises(KeyError, match="no precomputed entropies"):
+    store(b"never seen")
+  with pytest.raises(FileNotFoundError, match="precompute_entropies"):
+    entropy.EntropyStore([str(tmp_path / "missing.array_record")])
+
+
+def test_entropy_model_must_be_a_byte_lm():
+  cfg = TransformerConfig(vocab_size=300, d_model=16, n_layers=1, n_heads=2)
+  with pytest.raises(ValueError, match="byte-level Transformer with vocab 260"):
+    entropy.EntropyModel(Transformer(cfg, rngs=nnx.Rngs(0)), seq_len=8)
