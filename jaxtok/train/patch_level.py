@@ -29,6 +29,19 @@ This loses, per document, the one straddling patch and the < K tokens before
 its first whole patch; per row, targets k >= 1 of the last patch (they lie in
 the next batch). With K = 1 nothing is lost and the loss is exactly the
 ordinary next-token loss.
+
+BLT (`config.train.patch_level.blt_latent=True`, new: no paper has done it).
+The same schedule applied to a Byte Latent Transformer's latent (global)
+transformer: in the patch phase it reads groups of K consecutive patches, the
+mean of their K patch vectors, and the local decoder predicts every byte of the
+next group from that one latent (plus its own byte context, as always): byte t
+reads group floor((j + 1) / K) - 1 where j is the patch it reads in a plain
+BLT, the last group whose patches all end at or before t. Rows keep their
+shape (same bytes per step, P/K latent positions); a group that mixes
+documents or holds empty patch slots is masked like a straddling token patch
+(bytes that would read it are predicted by the local models alone). Only the
+latent shrinks, so a patch step costs (encoder + decoder + global / K) of a
+plain step (from the FLOP model). K = 1 is exactly the plain BLT.
 """
 
 from __future__ import annotations
@@ -39,7 +52,9 @@ import numpy as np
 from flax import nnx
 
 from jaxtok.data.codec import OFFSET, PAD_ID
+from jaxtok.eval.flops import Flops
 from jaxtok.models.transformer import Transformer
+from jaxtok.train.losses import token_ce_sums
 from jaxtok.train.phases import Phase
 
 
@@ -47,15 +62,22 @@ def validate(config) -> None:
   """Checks config.train.patch_level against the batch shape; messages name the field."""
   pl, d, t = config.train.patch_level, config.data, config.train
   k, frac = pl.K, pl.fraction
-  if not isinstance(k, int) or k < 0:
-    raise ValueError(f"config.train.patch_level.K={k!r}: must be an integer >= 0 (0 = off)")
+  if pl.get("blt_latent", False):
+    if config.model.get("name") != "blt":
+      raise ValueError(
+        f"config.train.patch_level.blt_latent=True: needs a BLT (config.model.name='blt'), "
+        f"got {config.model.get('name')!r}"
+      )
+    k = 1  # BLT rows keep their shape: K only groups latent positions
+  if not isinstance(pl.K, int) or pl.K < 0:
+    raise ValueError(f"config.train.patch_level.K={pl.K!r}: must be an integer >= 0 (0 = off)")
   if not 0.0 <= frac < 1.0:
     raise ValueError(
       f"config.train.patch_level.fraction={frac!r}: must be in [0, 1) (the share of the "
       "token budget trained on patches; the rest is token-level)"
     )
   rows = d.batch_size // jax.process_count()
-  if k and rows % (k * t.grad_accum):
+  if k > 1 and rows % (k * t.grad_accum):
     raise ValueError(
       f"config.train.patch_level.K={k}: a patch step lays the {rows} rows of a batch out as "
       f"{rows}/K longer rows, so data.batch_size per process ({rows}) must be divisible by "
@@ -63,7 +85,7 @@ def validate(config) -> None:
     )
   m = config.mesh
   shards = m.fsdp * (m.data if m.data > 0 else jax.device_count() // (m.fsdp * m.tensor))
-  if k and (d.batch_size // k) % shards:
+  if k > 1 and (d.batch_size // k) % shards:
     raise ValueError(
       f"config.train.patch_level.K={k}: the {d.batch_size // k} rows of a patch batch do not "
       f"split over the {shards} data-parallel shards of config.mesh"
@@ -145,31 +167,101 @@ def patch_loss(model: Transformer, batch: dict[str, jax.Array], k: int) -> dict[
   }
 
 
+def blt_group_layout(lay, segment_ids_BxT: jax.Array, k: int) -> dict[str, jax.Array]:
+  """Groups of `k` patch slots of a BLT patch layout for the latent (see the module doc).
+
+  whole_BxG: groups of k used slots of one document; segment_ids_BxG: their
+  document (masked groups get a segment of their own); patch_seg_BxG: g + 1 for
+  groups bytes may read; dec_seg_BxT: g + 1 for the group byte t reads, 0 for none.
+  """
+  b, p = lay.patch_seg_BxP.shape
+  t = segment_ids_BxT.shape[1]
+  g = -(-p // k)
+  pad = ((0, 0), (0, g * k - p))
+  used_BxGxK = jnp.pad(lay.patch_seg_BxP > 0, pad).reshape(b, g, k)
+  doc_BxGxK = jnp.pad(lay.doc_BxP, pad).reshape(b, g, k)
+  whole_BxG = jnp.all(used_BxGxK, -1) & jnp.all(doc_BxGxK == doc_BxGxK[..., :1], -1)
+  doc_BxG = doc_BxGxK[..., 0]
+  # A plain BLT byte reads patch j = dec_seg - 1; here the last group ending by slot j.
+  j = lay.dec_seg_BxT - 1
+  grp = jnp.where(j >= 0, (j + 1) // k - 1, -1)
+  rows = jnp.arange(b)[:, None]
+  safe = jnp.clip(grp, 0, g - 1)
+  reads = (grp >= 0) & whole_BxG[rows, safe] & (doc_BxG[rows, safe] == segment_ids_BxT)
+  idx = jnp.arange(g, dtype=jnp.int32)
+  return dict(
+    whole_BxG=whole_BxG,
+    segment_ids_BxG=jnp.where(whole_BxG, doc_BxG, t + 1 + idx),
+    patch_seg_BxG=jnp.where(whole_BxG, idx + 1, 0),
+    dec_seg_BxT=jnp.where(reads, grp + 1, 0),
+  )
+
+
+def blt_latent_patch_loss(model, batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
+  """Byte cross-entropy sums of a BLT whose latent reads groups of `k` patches."""
+  from jaxtok import patching
+
+  cfg = model.cfg
+  seg, pos = batch["segment_ids"], batch["positions"]
+  lay = patching.layout(batch["patch_starts"], seg, cfg.max_patches, lookahead=cfg.lookahead)
+  mask = model.local_mask(seg)
+  x = model.encoder.embed_bytes(batch["inputs"], batch.get("hash_ids"))
+  x, patches = model.encoder(x, pos, mask, lay)
+  h_BxPxD = model.project_patches(patches)
+  grp = blt_group_layout(lay, seg, k)
+  b, p, d = h_BxPxD.shape
+  g = grp["whole_BxG"].shape[1]
+  h_BxGxD = jnp.pad(h_BxPxD, ((0, 0), (0, g * k - p), (0, 0))).reshape(b, g, k, d).mean(2)
+  latent_BxGxD = model.latent(h_BxGxD, segment_ids_BxP=grp["segment_ids_BxG"])
+  dec_lay = lay.replace(dec_seg_BxT=grp["dec_seg_BxT"], patch_seg_BxP=grp["patch_seg_BxG"])
+  logits = model.decoder(x, latent_BxGxD, pos, mask, dec_lay)
+  return token_ce_sums(logits, batch["targets"])
+
+
 def make_phases(task, config) -> list[Phase]:
   """[patch phase over the first λ of train.steps, token phase over the rest]."""
   validate(config)
   pl, steps = config.train.patch_level, config.train.steps
   k = pl.K
-  model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
-  if not isinstance(model, Transformer):
-    raise ValueError(
-      f"config.train.patch_level: needs a jaxtok Transformer LM (token embeddings in, logits "
-      f"out); config.model.name={config.model.name!r} builds a {type(model).__name__}"
-    )
   patch_steps = int(round(pl.fraction * steps))
   if patch_steps >= steps:
     raise ValueError(
       f"config.train.patch_level.fraction={pl.fraction}: leaves no token-level step of "
       f"train.steps={steps}; the model must finish on tokens"
     )
-  return [
-    Phase(
+  model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
+  if pl.get("blt_latent", False):
+    patch = _blt_patch_phase(task, model, k)
+  elif isinstance(model, Transformer):
+    patch = Phase(
       name="patch",
-      steps=patch_steps,
+      steps=0,
       loss_fn=lambda m, b: patch_loss(m, b, k),
       flops=task.flops.scaled(1.0 / k),  # one position per K tokens, same row length
       transform=lambda b: long_rows(b, k),
       cost=1.0 / k,
-    ),
-    Phase("train", steps - patch_steps, task.loss_fn, task.flops),
-  ]
+    )
+  else:
+    hint = " (for a BLT's latent: train.patch_level.blt_latent=True)" if "blt" in task.name else ""
+    raise ValueError(
+      f"config.train.patch_level: needs a jaxtok Transformer LM (token embeddings in, logits "
+      f"out); config.model.name={config.model.name!r} builds a {type(model).__name__}{hint}"
+    )
+  patch.steps = patch_steps
+  return [patch, Phase("train", steps - patch_steps, task.loss_fn, task.flops)]
+
+
+def _blt_patch_phase(task, model, k: int) -> Phase:
+  from jaxtok.models.blt import BLT
+
+  if not isinstance(model, BLT):
+    raise ValueError(f"config.train.patch_level.blt_latent=True: the model is a {type(model)}")
+  # Only the latent ("global/...") runs on 1/K of the positions.
+  flops = Flops({n: v / k if n.startswith("global/") else v for n, v in task.flops.parts.items()})
+  return Phase(
+    name="patch",
+    steps=0,
+    loss_fn=lambda m, b: blt_latent_patch_loss(m, b, k),
+    flops=flops,
+    cost=flops.forward / task.flops.forward,
+  )

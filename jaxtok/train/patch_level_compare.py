@@ -46,8 +46,23 @@ def run_config(config, tokenizer: str, steps: int, k: int):
     del c["compare"]
   c.data.tokenizer = tokenizer
   c.train.steps = steps
-  c.train.patch_level.update(K=k, fraction=config.compare.fraction if k else 0.0)
+  blt = config.model.get("name") == "blt"  # patch-level training of the BLT's latent
+  c.train.patch_level.update(
+    K=k, fraction=config.compare.fraction if k else 0.0, blt_latent=bool(k) and blt
+  )
   return c
+
+
+def unit_name(config, tokenizer: str) -> str:
+  if config.model.get("name") == "blt":
+    return f"BLT {config.patching.scheme} patches"
+  return tokenizer or "bytes"
+
+
+def method_name(config, k: int, lam: float) -> str:
+  if config.model.get("name") == "blt":
+    return f"latent on groups of K={k} patches, λ={lam:.2f}" if k else "plain BLT"
+  return f"patch K={k}, λ={lam:.2f}" if k else "token-level"
 
 
 def run_name(tokenizer: str, steps: int, k: int) -> str:
@@ -84,13 +99,17 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
         lam = cc.fraction if k else 0.0
         rows.append(
           {
-            "unit": tok or "bytes",
+            "unit": unit_name(config, tok),
             "train_tokens": steps * c.data.batch_size * c.data.seq_len,
             "steps": steps,
-            "method": f"patch K={k}, λ={lam:.2f}" if k else "token-level",
+            "K": k,
+            "method": method_name(config, k, lam),
+            "train_flops": sum(p["train_flops"] for p in r["phases"]),
             "val_loss": r["val_loss"],
             "val_bpb": r["val_bpb"],
-            "cost_theory": lam / k + 1 - lam if k else 1.0,
+            # Σ cost_i x steps_i / steps: λ/K + 1 - λ for token LMs (λ after rounding
+            # to whole steps); for a BLT only the latent's share shrinks.
+            "cost_theory": r.get("relative_cost", 1.0),
             "flops_ratio": r.get("relative_train_flops", 1.0),
             "wall_s": wall,
             "wall_ratio": wall / token_wall,
@@ -104,9 +123,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
         print(markdown_table(rows[-1:]), flush=True)
   for row in rows:  # BPB against the token-level run of the same unit and data size
     base = next(
-      b
-      for b in rows
-      if (b["unit"], b["steps"], b["method"]) == (row["unit"], row["steps"], "token-level")
+      b for b in rows if (b["unit"], b["steps"], b["K"]) == (row["unit"], row["steps"], 0)
     )
     row["delta_bpb"] = row["val_bpb"] - base["val_bpb"]
     row["wall_vs_theory"] = row["wall_ratio"] / row["cost_theory"] - 1
@@ -139,16 +156,21 @@ def markdown(rows: list[dict[str, Any]], config) -> str:
     "wall_ratio_in_run",
   ]
   m, d = config.model, config.data
+  if m.get("name") == "blt":
+    model = f"BLT d_local={m.d_local}, d_global={m.d_global}, n_layers_global={m.n_layers_global}"
+  else:
+    model = f"d_model={m.d_model}, n_layers={m.n_layers}"
   head = (
-    f"Patch-level vs token-level training on `{d.name}`: d_model={m.d_model}, "
-    f"n_layers={m.n_layers}, {d.batch_size} x {d.seq_len} tokens per step. "
-    "cost_theory = λ/K + 1 - λ; flops_ratio from jaxtok.eval.flops; wall_s = measured time of "
+    f"Patch-level vs token-level training on `{d.name}`: {model}, "
+    f"{d.batch_size} x {d.seq_len} tokens per step. cost_theory = Σ cost_i x steps_i / steps "
+    "(λ/K + 1 - λ for token LMs; for a BLT only the latent's FLOPs shrink by K); "
+    "flops_ratio from jaxtok.eval.flops; wall_s = measured time of "
     "the training steps (no compilation, no evaluation); wall_ratio = wall_s / wall_s of the "
     "token-level run of the same unit and size; wall_ratio_median = the same from the median "
     "time per step of each phase (robust to bursts of load on a shared machine); "
     "wall_ratio_in_run = the patch run against its own token phase (median step times).\n"
   )
-  patch = [r for r in rows if r["method"] != "token-level"]
+  patch = [r for r in rows if r["K"]]
   if patch:
     worst = max(patch, key=lambda r: abs(r["wall_vs_theory"]))
     worst_m = max(patch, key=lambda r: abs(r["median_vs_theory"]))

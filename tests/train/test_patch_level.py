@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -159,3 +160,101 @@ def test_gradient_reaches_every_token_of_a_patch(model):
   assert np.all(np.abs(g[ids[0, : 3 * k]]).sum(-1) > 0)
   # Tokens of one patch share its input vector, so their embedding gradients are equal.
   np.testing.assert_allclose(g[ids[0, 0]], g[ids[0, 1]], rtol=1e-6)
+
+
+# --- BLT: the latent reads groups of K patches -------------------------------------------------
+
+BLT_SMALL = dict(
+  d_local=32,
+  d_global=48,
+  n_layers_encoder=1,
+  n_layers_global=2,
+  n_layers_decoder=1,
+  n_heads_local=2,
+  n_heads_global=4,
+  cross_attn_heads=2,
+  hash_vocab=97,
+  hash_ngram_sizes=(2, 3),
+  local_window=16,
+)
+
+
+def blt_batch(docs, rows, t, pcfg, mcfg):
+  from jaxtok.models.blt import BLTBatches
+
+  packed = PackedBatches(docs, batch_size=rows, seq_len=t, seed=0, shuffle=False)
+  return BLTBatches(pcfg, mcfg)(next(packed))
+
+
+@pytest.fixture(scope="module")
+def blt_setup():
+  from jaxtok.models.blt import BLT, BLTConfig
+  from jaxtok.patching import PatchingConfig
+
+  pcfg = PatchingConfig(scheme="space", max_patch_length=6)
+  cfg = BLTConfig(**BLT_SMALL, max_patches=24, lookahead=pcfg.lookahead)
+  docs = [b"ab cd ef. gh ij kl mn", b"op qr st", b"uv wx yz 01 23 45 67", b"89"] * 3
+  batch = blt_batch(docs, 2, 48, pcfg, cfg)
+  return BLT(cfg, rngs=nnx.Rngs(0)), batch
+
+
+def test_blt_latent_k1_is_exactly_the_blt_loss(blt_setup):
+  from jaxtok.models.blt import blt_loss
+  from jaxtok.train.patch_level import blt_latent_patch_loss
+
+  model, batch = blt_setup
+  want = jitted(blt_loss, model)(batch)
+  got = jitted(lambda m, b: blt_latent_patch_loss(m, b, 1), model)(batch)
+  for key in ("loss_sum", "tokens", "bytes"):
+    assert float(got[key]) == float(want[key]), key
+
+
+def test_blt_latent_groups_are_causal_and_stay_in_documents(blt_setup):
+  """Which group each byte reads, checked patch by patch against the plain BLT layout."""
+  from jaxtok import patching
+  from jaxtok.train.patch_level import blt_group_layout
+
+  model, batch = blt_setup
+  k = 3
+  seg = batch["segment_ids"]
+  lay = patching.layout(batch["patch_starts"], seg, model.cfg.max_patches, lookahead=True)
+  grp = {n: np.asarray(v) for n, v in blt_group_layout(lay, jnp.asarray(seg), k).items()}
+  ids, doc, dec = (np.asarray(a) for a in (lay.patch_ids_BxT, lay.doc_BxP, lay.dec_seg_BxT))
+  reads = 0
+  for r in range(seg.shape[0]):
+    for t in range(seg.shape[1]):
+      g = grp["dec_seg_BxT"][r, t] - 1
+      if g < 0:
+        continue
+      reads += 1
+      slots = range(g * k, g * k + k)
+      # Every patch of the group ends at or before byte t, and lies in byte t's document.
+      assert max(np.flatnonzero(ids[r] == s).max() for s in slots) <= t
+      assert all(doc[r, s] == seg[r, t] for s in slots)
+      # It is the last such group: the plain BLT reads patch j < (g + 2) k - 1.
+      assert g * k + k - 1 <= dec[r, t] - 1 < (g + 2) * k - 1
+  assert reads > 10
+  # Groups that straddle two documents are never read.
+  straddling = [
+    (r, g)
+    for r in range(seg.shape[0])
+    for g in range(grp["whole_BxG"].shape[1])
+    if len({doc[r, s] for s in range(g * k, min(g * k + k, doc.shape[1]))}) > 1
+  ]
+  assert straddling and all(not grp["whole_BxG"][r, g] for r, g in straddling)
+
+
+def test_blt_latent_patch_loss_trains(blt_setup):
+  from jaxtok.train.patch_level import blt_latent_patch_loss
+
+  model, batch = blt_setup
+  graphdef, params = nnx.split(model, nnx.Param)
+
+  def loss(p):
+    sums = blt_latent_patch_loss(nnx.merge(graphdef, p), batch, 4)
+    return sums["loss_sum"] / sums["tokens"]
+
+  grads = jax.jit(jax.grad(loss))(params)
+  norms = {k: float(optax.global_norm(v)) for k, v in grads.items()}
+  # Every part learns in the patch phase: encoder, latent and decoder all get gradients.
+  assert norms["encoder"] > 0 and norms["latent"] > 0 and norms["decoder"] > 0

@@ -156,7 +156,7 @@ def test_comparison_writes_json_and_markdown(tmp_path):
   for r in rows:
     tokens = r["steps"] * c.data.batch_size * c.data.seq_len
     assert r["train_tokens"] == tokens and np.isfinite(r["val_bpb"])
-    if r["method"] == "token-level":
+    if r["K"] == 0:
       assert r["wall_ratio"] == 1 and r["delta_bpb"] == 0
     else:
       assert r["cost_theory"] == pytest.approx((2 / 3) / 4 + 1 / 3)
