@@ -40,8 +40,9 @@ BLT, the last group whose patches all end at or before t. Rows keep their
 shape (same bytes per step, P/K latent positions); a group that mixes
 documents or holds empty patch slots is masked like a straddling token patch
 (bytes that would read it are predicted by the local models alone). Only the
-latent shrinks, so a patch step costs (encoder + decoder + global / K) of a
-plain step (from the FLOP model). K = 1 is exactly the plain BLT.
+per-latent work shrinks (the latent, the decoder's projection of it), so the
+cost of a patch step comes from the FLOP model (about encoder + decoder +
+global / K). K = 1 is exactly the plain BLT.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def make_phases(task, config) -> list[Phase]:
     )
   model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
   if pl.get("blt_latent", False):
-    patch = _blt_patch_phase(task, model, k)
+    patch = _blt_patch_phase(task, config, model, k)
   elif isinstance(model, Transformer):
     patch = Phase(
       name="patch",
@@ -251,13 +252,17 @@ def make_phases(task, config) -> list[Phase]:
   return [patch, Phase("train", steps - patch_steps, task.loss_fn, task.flops)]
 
 
-def _blt_patch_phase(task, model, k: int) -> Phase:
-  from jaxtok.models.blt import BLT
+def _blt_patch_phase(task, config, model, k: int) -> Phase:
+  from jaxtok.models.blt import BLT, blt_flops
 
   if not isinstance(model, BLT):
     raise ValueError(f"config.train.patch_level.blt_latent=True: the model is a {type(model)}")
-  # Only the latent ("global/...") runs on 1/K of the positions.
-  flops = Flops({n: v / k if n.startswith("global/") else v for n, v in task.flops.parts.items()})
+  # Per-latent work (the latent itself, the decoder's reading of it) runs once per group of
+  # K patches, as if patches were K times longer; the encoder and to_global still run per patch.
+  cfg, bpp, seq_len = task.model_config, task.extra["bytes_per_patch"], config.data.seq_len
+  plain, grouped = blt_flops(cfg, seq_len, bpp).parts, blt_flops(cfg, seq_len, bpp * k).parts
+  per_patch = lambda n: n.startswith("encoder/") or n == "global/to_global"
+  flops = Flops({n: (plain if per_patch(n) else grouped)[n] for n in plain})
   return Phase(
     name="patch",
     steps=0,
