@@ -474,5 +474,6 @@ def results_table(results: dict[str, Any]) -> str:
     "relative_cost",
     "relative_train_flops",
     "wall_clock_ratio",
+    "wall_clock_ratio_median",
   ]
   return format_table({k: results[k] for k in keep if k in results}, title="jaxtok results")
