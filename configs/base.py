@@ -62,6 +62,10 @@ def get_config() -> config_dict.ConfigDict:
       keep=3,
       async_ckpt=True,
       progress_bar=True,
+      # Patch-level training (jaxtok/train/patch_level.py): the first `fraction` of the steps
+      # on patches of K tokens, then tokens. K=0 or fraction=0: off. blt_latent: for a BLT,
+      # the latent transformer reads groups of K patches instead (experimental).
+      patch_level=config_dict.ConfigDict(dict(K=0, fraction=0.0, blt_latent=False)),
     )
   )
   c.mesh = config_dict.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

@@ -22,12 +22,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
 from jaxtok.data import corpora, packing
 from jaxtok.eval.flops import count_params
 from jaxtok.nn import sharding as shd
 from jaxtok.train import checkpoint as ckpt_lib
+from jaxtok.train import phases as phases_lib
 from jaxtok.train.losses import summarize
 from jaxtok.train.metrics import MetricWriter, format_table
 from jaxtok.train.optimizer import make_optimizer
@@ -63,27 +65,45 @@ def validate_config(config) -> None:
   need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
 
 
-def _build_state(task: Task, config, mesh):
+def _build_params(task: Task, config, mesh):
   model = task.build_model(nnx.Rngs(config.train.seed))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if jax.tree.leaves(rest):
     raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
   param_shardings = shd.state_shardings(params, mesh)
-  params = jax.device_put(params, param_shardings)
+  return graphdef, jax.device_put(params, param_shardings)
+
+
+def _make_optimizer(config, total_steps: int):
   t = config.train
-  tx, schedule = make_optimizer(
+  return make_optimizer(
     lr=t.lr,
     warmup_steps=t.warmup_steps,
-    total_steps=t.steps,
+    total_steps=total_steps,
     weight_decay=t.weight_decay,
     b1=t.b1,
     b2=t.b2,
     clip_norm=t.clip_norm,
     final_lr_fraction=t.final_lr_fraction,
   )
-  opt_state = jax.jit(tx.init)(params)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
-  return graphdef, state, tx, schedule
+
+
+def _fresh_state(tx, params, mesh) -> TrainState:
+  """Step 0 of a phase: these weights, a new optimizer state, all on the mesh.
+
+  Scalars (step, Adam's count) are placed on the mesh too: the step returns
+  them there, and inputs placed otherwise would recompile the step at step 2.
+  """
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(tx.init)(params)
+  )
+  replicated = shd.replicated(mesh)
+
+  def on_mesh(x):
+    on = isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
+    return x if on else jax.device_put(x, replicated)
+
+  return jax.tree.map(on_mesh, state)
 
 
 def _to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
@@ -179,8 +199,14 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     config.data.tokenizer = kept
   mesh = shd.make_mesh(**config.mesh)
   batch_sharding = shd.batch_sharding(mesh)
-  graphdef, state, tx, schedule = _build_state(task, config, mesh)
-  n_params = count_params(state.params)
+  graphdef, params = _build_params(task, config, mesh)
+  n_params = count_params(params)
+  phases = phases_lib.make_phases(task, config)
+  ends = np.cumsum([p.steps for p in phases]).tolist()  # global step at which each phase ends
+  pi = 0  # the phase of the steps being taken
+  tx, schedule = _make_optimizer(config, phases[pi].steps)
+  state = _fresh_state(tx, params, mesh)
+  stats = [phases_lib.new_stats() for _ in phases]
 
   _, train_it = make_batches(task, config, "train", seed=t.seed, repeat=True, shuffle=True)
   val_corpus, val_it = make_batches(task, config, "validation", seed=0, repeat=False, shuffle=False)
@@ -198,44 +224,57 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   start = ckpt.latest_step() or 0
   if start:
     _, arrays, js = ckpt.restore(
-      {"params": state.params, "opt_state": state.opt_state}, json_keys=("data",)
+      {"params": state.params, "opt_state": state.opt_state}, json_keys=("data", "phase")
     )
+    pi = _check_phase(js["phase"], start, phases, ends, ckpt.directory)
+    if pi:
+      tx, schedule = _make_optimizer(config, phases[pi].steps)
+    stats = js["phase"]["stats"]
+    phase_step0 = jnp.asarray(start - (ends[pi] - phases[pi].steps), jnp.int32)
     state = TrainState(
-      step=jnp.asarray(start, jnp.int32), params=arrays["params"], opt_state=arrays["opt_state"]
+      step=jax.device_put(phase_step0, state.step.sharding),
+      params=arrays["params"],
+      opt_state=arrays["opt_state"],
     )
     host_batches.set_state(js["data"])
     print(f"resumed from {ckpt.directory} at step {start}")
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
-  train_step = make_train_step(graphdef, tx, schedule, task.loss_fn, grad_accum=t.grad_accum)
+  def phase_step():
+    return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
+
+  train_step = phase_step()
   eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
 
-  pending: list[tuple[int, dict]] = []  # per-step device metrics not yet fetched
+  pending: list[tuple[int, int, dict]] = []  # (step, phase, device metrics) not yet fetched
   window = dict(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)  # since the last log line
-  clock = {"t": time.perf_counter(), "train_time": 0.0}
+  clock = {"t": time.perf_counter(), "train_time": 0.0, "steps": 0}
   last_train: dict[str, float] = {}
   data_state = host_batches.get_state()
   step = last_saved = start
-  compile_s = None
+  compile_s = 0.0
+  compiled = False  # has this phase's step compiled in this process
 
   def drain():
     """Fetches pending per-step metrics, logs them, stops on a non-finite loss."""
     if not pending:
       return
-    fetched = jax.device_get([m for _, m in pending])
-    for (s, _), m in zip(pending, fetched):
+    fetched = jax.device_get([m for _, _, m in pending])
+    for (s, i, _), m in zip(pending, fetched):
       if not math.isfinite(float(m["loss"])):
         raise TrainingDivergedError(
           f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
           f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
           f"config.train.lr or enable clipping (config.train.clip_norm)."
         )
-      writer.write(s, {"loss": m["loss"]}, prefix="train/")
+      writer.write(s, {"loss": m["loss"]}, prefix=f"{phases[i].name}/")
       for k in ("bytes", "tokens", "loss_sum"):
         window[k] += float(m[k])
+      for k in ("bytes", "tokens"):
+        stats[i][k] += float(m[k])
     last_train.update({k: float(fetched[-1][k]) for k in ("loss", "bpb", "grad_norm", "lr")})
     pending.clear()
 
@@ -245,9 +284,15 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     dt = time.perf_counter() - clock["t"]
     window["time"] += dt
     clock["train_time"] += dt
+    stats[pi]["time"] += dt
+    stats[pi]["timed_steps"] += clock["steps"]
+    if clock["steps"]:
+      stats[pi]["windows"].append([clock["steps"], dt])
+    clock["steps"] = 0
 
   def start_clock():
     clock["t"] = time.perf_counter()
+    clock["steps"] = 0
 
   def log_window():
     stop_clock()
@@ -257,7 +302,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       tokens_per_s=window["tokens"] / secs,
       bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0),
     )
-    writer.write(step, last_train, prefix="train/")
+    writer.write(step, last_train, prefix=f"{phases[pi].name}/")
     writer.flush()
     pbar.set_postfix(
       loss=f"{last_train['loss']:.3f}",
@@ -270,14 +315,19 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   def save(at_step):
     nonlocal last_saved
     stop_clock()  # never save after an unchecked step
-    ckpt.save(at_step, {"params": state.params, "opt_state": state.opt_state}, {"data": data_state})
+    phase = {"index": pi, "name": phases[pi].name, "stats": stats}
+    ckpt.save(
+      at_step,
+      {"params": state.params, "opt_state": state.opt_state},
+      {"data": data_state, "phase": phase},
+    )
     last_saved = at_step
     start_clock()
 
   pbar = tqdm(
     total=t.steps,
     initial=start,
-    desc="train",
+    desc=phases[pi].name,
     unit="step",
     dynamic_ncols=True,
     disable=jax.process_index() != 0 or not t.progress_bar,
@@ -287,22 +337,34 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     # The ambient mesh lets kernels (impl="pallas") run per shard under shard_map.
     with _sigterm_flag() as sig, jax.set_mesh(mesh):
       batches = iter(prefetch)
-      while step < t.steps:
+      while step < ends[-1]:
+        if step == ends[pi]:  # next phase: same weights and data stream, new optimizer
+          pi += 1
+          tx, schedule = _make_optimizer(config, phases[pi].steps)
+          state = _fresh_state(tx, state.params, mesh)
+          train_step, compiled = phase_step(), False
+          last_train.clear()
+          pbar.set_description(phases[pi].name)
+          start_clock()
         batch, data_state = next(batches)
+        if phases[pi].transform:
+          batch = phases[pi].transform(batch)
         state, metrics = train_step(state, _to_device(batch, batch_sharding))
         step += 1
-        pending.append((step, metrics))
+        clock["steps"] += 1
+        pending.append((step, pi, metrics))
         if len(pending) > MAX_IN_FLIGHT:  # bound how far dispatch runs ahead of compute,
-          pending[-MAX_IN_FLIGHT - 1][1]["loss"].block_until_ready()  # so the bar is honest
+          pending[-MAX_IN_FLIGHT - 1][2]["loss"].block_until_ready()  # so the bar is honest
         pbar.update(1)
-        if compile_s is None:  # keep compilation out of the throughput numbers
+        if not compiled:  # keep compilation out of the throughput numbers
           drain()
-          compile_s = time.perf_counter() - clock["t"]
+          compile_s += time.perf_counter() - clock["t"]
+          compiled = True
           start_clock()
           window.update(bytes=0.0, tokens=0.0, loss_sum=0.0)
-        if step % t.log_every == 0 or step == t.steps:
+        if step % t.log_every == 0 or step == ends[pi]:
           log_window()
-        if t.eval_every and step % t.eval_every == 0 and step < t.steps:
+        if t.eval_every and step % t.eval_every == 0 and step < ends[-1]:
           stop_clock()
           writer.write(
             step, evaluate(eval_step, state.params, val_batches, batch_sharding), prefix="eval/"
@@ -343,17 +405,31 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "tokens_per_s": last_train.get("tokens_per_s", float("nan")),
     "train_flops_per_byte": flops.train,
     "inference_flops_per_byte": flops.inference,
-    "compile_s": compile_s or 0.0,
+    "compile_s": compile_s,
     "train_time_s": clock["train_time"],
     **task.extra,
     **(task.eval_results(final_eval) if task.eval_results else {}),
   }
+  results.update(phases_lib.report(phases, stats))
   if d.get("unigram_baseline", True):
     results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def _check_phase(saved: dict, step: int, phases, ends, directory) -> int:
+  """The phase to continue in after checkpoint `step`, which was taken in phase `saved`."""
+  i = saved["index"]
+  want = next(j for j, end in enumerate(ends) if step <= end)  # the phase that takes `step`
+  if i != want or saved["name"] != phases[i].name:
+    plan = ", ".join(f"{p.name} to step {e}" for p, e in zip(phases, ends))
+    raise ckpt_lib.CheckpointError(
+      f"checkpoint {directory} step {step} was written in phase {i} ({saved['name']!r}), but "
+      f"this config runs {plan} (did config.train.steps or train.patch_level change?)"
+    )
+  return i
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -397,5 +473,9 @@ def results_table(results: dict[str, Any]) -> str:
     "train_flops_per_byte",
     "inference_flops_per_byte",
     "train_time_s",
+    "relative_cost",
+    "relative_train_flops",
+    "wall_clock_ratio",
+    "wall_clock_ratio_median",
   ]
   return format_table({k: results[k] for k in keep if k in results}, title="jaxtok results")
