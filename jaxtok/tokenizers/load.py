@@ -17,9 +17,9 @@ import os
 import struct
 from collections.abc import Sequence
 
-import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from jaxtok.tokenizers import gguf_file
 from jaxtok.tokenizers.byte_view import ByteTokenizer, sidecar_path
 
 # Pre-tokenizer regexes of the GGUF `tokenizer.ggml.pre` families (public llama.cpp names).
@@ -85,65 +85,11 @@ def load_tokenizer(path: str, **specials) -> ByteTokenizer:
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
-_GGUF_SCALARS.update({11: "<q", 12: "<d"})
-
-
-def read_gguf_metadata(path: str, prefix: str = "") -> dict:
-  """The key/value metadata of a GGUF file (keys starting with `prefix`).
-
-  A direct reader of the GGUF header: `gguf.GGUFReader` builds a numpy view per
-  string and takes seconds for a 50k-token vocabulary; this takes milliseconds.
-  """
-  with open(path, "rb") as fh:
-    buf = fh.read()
-  if buf[:4] != b"GGUF":
-    raise TokenizerLoadError(f"{path} is not a GGUF file (bad magic {buf[:4]!r})")
-  version = struct.unpack_from("<I", buf, 4)[0]
-  if version < 2:
-    raise TokenizerLoadError(f"{path}: GGUF version {version} is not supported (need >= 2)")
-  n_kv = struct.unpack_from("<Q", buf, 16)[0]
-  pos = 24
-
-  def string(pos):
-    n = struct.unpack_from("<Q", buf, pos)[0]
-    return buf[pos + 8 : pos + 8 + n].decode("utf-8", errors="replace"), pos + 8 + n
-
-  def value(ty, pos):
-    if ty == 8:
-      return string(pos)
-    if ty == 9:
-      ety, n = struct.unpack_from("<IQ", buf, pos)
-      pos += 12
-      if ety in _GGUF_SCALARS and ety != 7:
-        dt = np.dtype(_GGUF_SCALARS[ety])
-        arr = np.frombuffer(buf, dt, count=n, offset=pos)
-        return arr.tolist(), pos + n * dt.itemsize
-      out = []
-      for _ in range(n):
-        v, pos = value(ety, pos)
-        out.append(v)
-      return out, pos
-    if ty not in _GGUF_SCALARS:
-      raise TokenizerLoadError(f"{path}: unknown GGUF value type {ty}")
-    fmt = _GGUF_SCALARS[ty]
-    return struct.unpack_from(fmt, buf, pos)[0], pos + struct.calcsize(fmt)
-
-  out = {}
-  try:
-    for _ in range(n_kv):
-      key, pos = string(pos)
-      ty = struct.unpack_from("<I", buf, pos)[0]
-      val, pos = value(ty, pos + 4)
-      if key.startswith(prefix):
-        out[key[len(prefix) :]] = val
-  except struct.error as e:
-    raise TokenizerLoadError(f"{path}: truncated or corrupt GGUF header: {e}") from e
-  return out
-
-
 def _gguf_fields(path: str) -> dict:
-  out = read_gguf_metadata(path, "tokenizer.ggml.")
+  try:
+    out = gguf_file.read_metadata(path, "tokenizer.ggml.")
+  except gguf_file.GGUFError as e:
+    raise TokenizerLoadError(str(e)) from e
   if "tokens" not in out:
     raise TokenizerLoadError(f"{path} holds no tokenizer (no tokenizer.ggml.tokens)")
   return out
