@@ -86,6 +86,7 @@ def get_config():
     target_docs=200,  # documents that target tokenizers are trained on
     focus_docs=200,  # target-domain documents for FOCUS's auxiliary vectors
     fetch=False,  # download llama.cpp vocabularies / Debian packages when absent
+    dynamic_merges="16,64,256",  # dynamic tokenization: merges per batch ("" = skip)
   )
   c.compare.targets = config_dict.ConfigDict(
     dict(

@@ -172,6 +172,26 @@ def run(config, workdir: str) -> dict[str, Any]:
     row["seconds"] = time.perf_counter() - t0
     rows.append(row)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+  dynamic_rows = []
+  merges = [int(x) for x in str(c.get("dynamic_merges", "")).split(",") if x.strip()]
+  if merges:
+    from jaxtok.tokenizers import dynamic
+
+    docs = text_source(
+      config.data.name, "validation", config, max_docs=c.eval_docs, doc_bytes=c.doc_bytes
+    )
+    warm = text_source(
+      config.data.name, "train", config, max_docs=c.batch_size, doc_bytes=c.doc_bytes
+    )
+    dynamic_rows = dynamic.evaluate_dynamic(
+      base,
+      base_tok,
+      hypernet,
+      docs,
+      merges=[0, *merges],
+      batch_docs=c.batch_size,
+      warmup_docs=warm,
+    )
   results = {
     "base": config.base.kind if config.base.kind != "gguf" else config.base.gguf,
     "hypernet_workdir": hyper_dir,
@@ -179,6 +199,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     "doc_bytes": c.doc_bytes,
     "rows": rows,
     "skipped": skipped,
+    "dynamic": dynamic_rows,
   }
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -197,4 +218,15 @@ def markdown(results: dict[str, Any]) -> str:
     f"Validation bits/byte of the base LM ({results['base']}) under each target tokenizer "
     "(no LM training; `original` = the base tokenizer on the same text)."
   )
-  return "\n".join([head, "", table, *([""] + notes if notes else [])])
+  out = [head, "", table, *([""] + notes if notes else [])]
+  if results.get("dynamic"):
+    keys = ["merges", "mode", "tokens", "length_reduction", "bpb", "bpb_change"]
+    out += [
+      "",
+      "Dynamic tokenization (batch-level BPE merges of base tokens, hypernetwork embeddings). "
+      "`in_batch` learns the merges on the scored batch itself (optimistic: the vocabulary "
+      "depends on the text); `previous_batch` uses the merges of the preceding batch.",
+      "",
+      markdown_table([{k: r[k] for k in keys} for r in results["dynamic"]]),
+    ]
+  return "\n".join(out)
