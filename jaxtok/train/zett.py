@@ -472,8 +472,14 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     clip_norm=t.clip_norm,
     final_lr_fraction=t.final_lr_fraction,
   )
+  # Committed to the device from the start: the first step then compiles for the same
+  # placement as every later step (uncommitted inputs would cost a second compilation).
+  device = jax.devices()[0]
+  params, frozen = jax.device_put((params, frozen), device)
   state = TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(tx.init)(params)
+    step=jax.device_put(jnp.zeros((), jnp.int32), device),
+    params=params,
+    opt_state=jax.device_put(jax.jit(tx.init)(params), device),
   )
   n_params = sum(x.size for x in jax.tree.leaves(params))
 
@@ -496,7 +502,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     _, arrays, js = ckpt.restore(
       {"params": state.params, "opt_state": state.opt_state}, json_keys=("data",)
     )
-    state = TrainState(jnp.asarray(start, jnp.int32), arrays["params"], arrays["opt_state"])
+    step0 = jax.device_put(jnp.asarray(start, jnp.int32), device)
+    state = TrainState(step0, *jax.device_put((arrays["params"], arrays["opt_state"]), device))
     batches.set_state(js["data"])
     print(f"resumed from {ckpt.directory} at step {start}")
   with open(os.path.join(workdir, "config.json"), "w") as f:

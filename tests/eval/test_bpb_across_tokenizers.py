@@ -30,8 +30,15 @@ DOCS = [
 def setup():
   bpe = ByteTokenizer(train_tokenizer("bpe", TRAIN, 300))
   wordpiece = ByteTokenizer(train_tokenizer("wordpiece", TRAIN, 300))
-  cfg = TransformerConfig(vocab_size=bpe.vocab_size, d_model=32, n_layers=2, n_heads=4,
-                          n_kv_heads=2, mlp_dim=64, rope_theta=500.0)
+  cfg = TransformerConfig(
+    vocab_size=bpe.vocab_size,
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    mlp_dim=64,
+    rope_theta=500.0,
+  )
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   return bpe, wordpiece, model
 

@@ -46,10 +46,14 @@ def _write_gguf(path, model: Transformer, tok: ByteTokenizer, quantize_ffn: bool
   _, params = nnx.split(model, nnx.Param)
   flat = {k: np.asarray(v.value, np.float32) for k, v in nnx.to_flat_state(params)}
   names = {
-    ("attn_norm", "scale"): "attn_norm", ("attn", "wq", "kernel"): "attn_q",
-    ("attn", "wk", "kernel"): "attn_k", ("attn", "wv", "kernel"): "attn_v",
-    ("attn", "wo", "kernel"): "attn_output", ("mlp_norm", "scale"): "ffn_norm",
-    ("mlp", "gate", "kernel"): "ffn_gate", ("mlp", "up", "kernel"): "ffn_up",
+    ("attn_norm", "scale"): "attn_norm",
+    ("attn", "wq", "kernel"): "attn_q",
+    ("attn", "wk", "kernel"): "attn_k",
+    ("attn", "wv", "kernel"): "attn_v",
+    ("attn", "wo", "kernel"): "attn_output",
+    ("mlp_norm", "scale"): "ffn_norm",
+    ("mlp", "gate", "kernel"): "ffn_gate",
+    ("mlp", "up", "kernel"): "ffn_up",
     ("mlp", "down", "kernel"): "ffn_down",
   }
   w.add_tensor("token_embd.weight", flat[("embed", "embedding")])
@@ -62,8 +66,9 @@ def _write_gguf(path, model: Transformer, tok: ByteTokenizer, quantize_ffn: bool
       a = np.ascontiguousarray(a.T) if a.ndim == 2 else a  # GGUF rows are [out, in]
       if quantize_ffn and name.startswith("ffn_") and a.ndim == 2:
         q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
-        w.add_tensor(f"blk.{i}.{name}.weight", q, raw_shape=q.shape,
-                     raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor(
+          f"blk.{i}.{name}.weight", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0
+        )
       else:
         w.add_tensor(f"blk.{i}.{name}.weight", a)
   w.write_header_to_file()
@@ -76,8 +81,16 @@ def _write_gguf(path, model: Transformer, tok: ByteTokenizer, quantize_ffn: bool
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
   tok = ByteTokenizer(train_tokenizer("bpe", [ZEN] * 5, 300))
-  cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=64, n_layers=2, n_heads=4,
-                          n_kv_heads=2, mlp_dim=96, rope_theta=5000.0, norm_eps=1e-6)
+  cfg = TransformerConfig(
+    vocab_size=tok.vocab_size,
+    d_model=64,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    mlp_dim=96,
+    rope_theta=5000.0,
+    norm_eps=1e-6,
+  )
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
   flat = _write_gguf(path, model, tok, quantize_ffn=True)
