@@ -53,8 +53,8 @@ def get_config():
     val_fraction=base.get_config().data.val_fraction,
     batch_size=8,  # rows of text per step
     seq_len=384,  # bytes per row
-    tokens_per_row=192,  # the row under the sampled tokenizer, cut to this many tokens
-    vocab_per_step=2048,  # batch tokens + random negatives: the step's softmax
+    tokens_per_row=160,  # the row under the sampled tokenizer, cut to this many tokens
+    vocab_per_step=768,  # batch tokens + random negatives: the step's softmax
     prefetch=2,
   )
   c.train = dict(

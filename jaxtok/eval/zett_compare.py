@@ -151,6 +151,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     batches = transfer_eval.eval_batches(tok, docs, **kw)
     inits = {
       "hypernet": lambda: embedding_init.hypernet_init(tok, emb, hypernet),
+      "hypernet+lex": lambda: embedding_init.hypernet_init(tok, emb, hypernet, copy_shared=True),
       "fvt": lambda: embedding_init.fvt_init(tok, emb, hypernet.cfg.max_len),
       "focus": lambda: embedding_init.focus_init(
         tok, emb, focus_text, max_len=hypernet.cfg.max_len
@@ -210,7 +211,8 @@ def run(config, workdir: str) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
   """The comparison table: validation bits per byte (lower is better) per target and init."""
-  cols = ["target", "vocab", "bytes_per_token", "original", "hypernet", "fvt", "focus"]
+  cols = ["target", "vocab", "bytes_per_token", "original", "hypernet", "hypernet+lex", "fvt"]
+  cols += ["focus"]
   cols += ["lexical", "random"]
   table = markdown_table([{k: r[k] for k in cols} for r in results["rows"]])
   notes = [f"- skipped {k}: {v}" for k, v in results["skipped"].items()]

@@ -10,6 +10,7 @@ that RoPE rotates adjacent pairs (x[2i], x[2i+1]); that is jaxtok's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax.numpy as jnp
@@ -90,12 +91,18 @@ def load_gguf_model(
   """(Transformer with the GGUF weights, its tokenizer seen at byte level)."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"GGUF model {path} does not exist")
+  tok = load_tokenizer(path)
   f = gguf_file.GGUFFile(path)
   try:
     cfg = gguf_config({**f.metadata, "_tensors": f.tensors}, dtype=dtype, param_dtype=param_dtype)
     arrays = gguf_params(f, cfg)
   finally:
     f.close()
+  if tok.vocab_size > cfg.vocab_size:
+    # Bytes the tokenizer cannot spell (its HF form drops them) got tokens of their own in
+    # the byte view; the model has never seen them, so they get the mean embedding.
+    cfg = dataclasses.replace(cfg, vocab_size=tok.vocab_size)
+    arrays = _pad_vocab(arrays, tok.vocab_size)
   abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
   flat = dict(nnx.to_flat_state(state))
@@ -111,7 +118,19 @@ def load_gguf_model(
       raise ConversionError(f"{path}: {key} has shape {a.shape}, expected {var.value.shape}")
     var.value = jnp.asarray(a, pdt)
   model = nnx.merge(graphdef, nnx.from_flat_state(flat))
-  return model, load_tokenizer(path)
+  return model, tok
+
+
+def _pad_vocab(arrays: dict, vocab: int) -> dict:
+  out = dict(arrays)
+  emb = arrays[("embed", "embedding")]
+  extra = np.repeat(emb.mean(0, keepdims=True), vocab - len(emb), axis=0)
+  out[("embed", "embedding")] = np.concatenate([emb, extra])
+  if ("head", "kernel") in arrays:
+    head = arrays[("head", "kernel")]
+    extra = np.repeat(head.mean(1, keepdims=True), vocab - head.shape[1], axis=1)
+    out[("head", "kernel")] = np.concatenate([head, extra], axis=1)
+  return out
 
 
 def numpy_forward(arrays: dict, cfg: TransformerConfig, tokens: np.ndarray) -> np.ndarray:

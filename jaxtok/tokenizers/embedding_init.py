@@ -14,7 +14,8 @@ Every method returns (input embeddings [V_target, D], output embeddings
   trained on target-tokenized text; offline we use PPMI + SVD word vectors of
   the target tokens on target text (the same kind of distributional signal).
   Tokens that never occur in that text fall back to FVT.
-* hypernet: the ZeTT hypernetwork's prediction.
+* hypernet: the ZeTT hypernetwork's prediction (optionally with lexical copies of the
+  tokens that exist in the base vocabulary: "hypernet+lex").
 """
 
 from __future__ import annotations
@@ -87,9 +88,18 @@ def fvt_init(target: ByteTokenizer, base: BaseEmbeddings, max_len: int = dec.DEF
 
 
 def hypernet_init(
-  target: ByteTokenizer, base: BaseEmbeddings, hypernet: Hypernet, chunk: int = 4096
+  target: ByteTokenizer,
+  base: BaseEmbeddings,
+  hypernet: Hypernet,
+  chunk: int = 4096,
+  *,
+  copy_shared: bool = False,
 ):
-  """The hypernetwork's embeddings for every token of `target` (in chunks of `chunk` tokens)."""
+  """The hypernetwork's embeddings for every token of `target` (in chunks of `chunk` tokens).
+
+  `copy_shared` keeps the base embeddings of tokens that exist in the base vocabulary
+  (lexical copy) and uses the hypernetwork for the rest.
+  """
   ids = dec.decompose(target, base.tok, hypernet.cfg.max_len)
   graphdef, state = nnx.split(hypernet)
   tables_dev = [jnp.asarray(t) for t in base.tables]
@@ -108,6 +118,11 @@ def hypernet_init(
     if e_out is not None:
       outs_out.append(np.asarray(e_out)[: chunk - pad])
   tables = [np.concatenate(outs_in)] + ([np.concatenate(outs_out)] if outs_out else [])
+  if copy_shared:
+    shared = dec.shared_ids(target, base.tok)
+    rows = np.flatnonzero(shared >= 0)
+    for t, b in zip(tables, base.tables):
+      t[rows] = b[shared[rows]]
   return _copy_specials(target, base, tables)
 
 

@@ -145,6 +145,7 @@ def debian_package(pkg: str, *, fetch: bool = True, timeout: float = 300) -> str
         return _fail(f"deb:{pkg}", "apt-get download produced no .deb")
       staging = out + ".tmp"
       shutil.rmtree(staging, ignore_errors=True)
+      os.makedirs(os.path.dirname(out), exist_ok=True)
       subprocess.run(["dpkg-deb", "-x", debs[0], staging], check=True, capture_output=True)
     except (subprocess.SubprocessError, OSError) as e:
       err = getattr(e, "stderr", b"") or b""
@@ -171,7 +172,10 @@ def debian_texts(pkg: str, pattern: str = "**/*", *, fetch: bool = True) -> list
         continue
     if path.endswith(".dat") or b"\x00" in data[:4096] or not data.strip():
       continue  # fortune index files and binaries
-    docs.append(data)
+    if "/games/fortunes/" in path:  # a fortune file holds many short texts between "%" lines
+      docs.extend(d.strip(b"\n") + b"\n" for d in data.split(b"\n%\n") if d.strip())
+    else:
+      docs.append(data)
   if not docs:
     return _fail(f"deb:{pkg}", f"{pkg} has no text files matching {pattern!r}")
   return docs

@@ -117,10 +117,12 @@ def load_base(config) -> tuple[Transformer, ByteTokenizer]:
     from jaxtok.models.convert import load_gguf_model
 
     model, tok = load_gguf_model(sources.resolve_gguf(b.gguf))
-    tok = (
-      ByteTokenizer(tok.hf, name=tok.name, **{k: v for k, v in specials.items() if v})
-      if any(specials.values())
-      else tok
+    if any(specials.values()):
+      tok = ByteTokenizer(tok.hf, name=tok.name, **{k: v for k, v in specials.items() if v})
+  if model.cfg.vocab_size != tok.vocab_size:
+    raise ValueError(
+      f"config.base: the model has {model.cfg.vocab_size} embeddings but its tokenizer's byte "
+      f"view has {tok.vocab_size} tokens; they must match"
     )
   return model, tok
 
