@@ -172,3 +172,24 @@ def test_smollm2_matches_numpy_and_reads_english(smollm2):
   nll = float(np.mean(np.asarray(lse) - logits[np.arange(len(ids) - 1), ids[1:]]))
   # A uniform guess is ln(49173) = 10.8 nats per token; a working model is far below it.
   assert nll < 0.35 * math.log(model.cfg.vocab_size), nll
+
+
+@pytest.mark.slow
+def test_smollm2_transferred_to_gpt2_restores_and_generates(smollm2, tmp_path):
+  from jaxtok.tokenizers import transfer
+  from jaxtok.tokenizers.load import load_tokenizer
+  from jaxtok.train import trainer
+
+  vocab = sources.llama_cpp_vocab("gpt-2")
+  if vocab is None:
+    pytest.skip(sources.last_error["vocab:gpt-2"])
+  _, model, tok = smollm2
+  target = load_tokenizer(vocab)
+  out = str(tmp_path / "smollm2-gpt2")
+  transfer.transfer_with("fvt", model, tok, target, out)
+  restored, config = trainer.restore(out)
+  assert restored.cfg.vocab_size == target.vocab_size and restored.cfg.n_layers == 30
+  text = transfer.generate_text(
+    restored, load_tokenizer(out), "The capital of France is", max_new_tokens=6
+  )
+  assert len(text) > 0
