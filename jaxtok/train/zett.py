@@ -341,7 +341,8 @@ class ZettBatches:
     rng = self._rng()
     max_len = self.config.hypernet.max_len
     if self._step < t.identity_steps:
-      ids = rng.choice(self._base_ids, size=t.identity_batch, replace=False).astype(np.int32)
+      n = t.identity_batch
+      ids = rng.choice(self._base_ids, size=n, replace=n > len(self._base_ids)).astype(np.int32)
       decomp = np.full((len(ids), max_len), -1, np.int32)
       decomp[:, 0] = ids  # a base token decomposes to itself
       batch = {"decomp": decomp, "base_ids": ids}
@@ -417,7 +418,7 @@ class Evaluator:
     }
 
 
-def eval_tokenizers(config, base_tok: ByteTokenizer) -> dict[str, ByteTokenizer]:
+def eval_tokenizers(config) -> dict[str, ByteTokenizer]:
   """The unseen tokenizers of the training-time evaluation (config.eval.tokenizers)."""
   from jaxtok.eval.zett_compare import make_target
 
@@ -513,7 +514,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
 
   id_step = make_train_step(graphdef, tx, schedule, identity_loss)
   tr_step = make_train_step(graphdef, tx, schedule, transfer_loss(t.aux_weight))
-  evaluator = Evaluator(config, base, base_tok, eval_tokenizers(config, base_tok))
+  evaluator = Evaluator(config, base, base_tok, eval_tokenizers(config))
 
   def eval_now(params_now):
     hyper = nnx.merge(graphdef, params_now, frozen).hypernet
