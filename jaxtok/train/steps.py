@@ -27,9 +27,9 @@ class TrainState:
   opt_state: Any
 
 
-def _grads_and_sums(graphdef, loss_fn: LossFn, params, batch, grad_accum: int):
+def _grads_and_sums(graphdef, loss_fn: LossFn, params, batch, grad_accum: int, frozen=()):
   def loss_of(p, mb):
-    sums = loss_fn(nnx.merge(graphdef, p), mb)
+    sums = loss_fn(nnx.merge(graphdef, p, *frozen), mb)
     return sums["loss_sum"], sums
 
   grad_fn = jax.grad(loss_of, has_aux=True)
@@ -63,10 +63,14 @@ def make_train_step(
   jit: bool = True,
   shardings=None,
 ):
-  """Returns step(state, batch) -> (state, metrics); the state buffer is donated."""
+  """Returns step(state, batch, *frozen) -> (state, metrics); the state buffer is donated.
 
-  def step(state: TrainState, batch):
-    grads, sums = _grads_and_sums(graphdef, loss_fn, state.params, batch, grad_accum)
+  `frozen` are further nnx.States of the model (split off with a filter) that
+  are merged in but neither differentiated nor updated: a frozen base model.
+  """
+
+  def step(state: TrainState, batch, *frozen):
+    grads, sums = _grads_and_sums(graphdef, loss_fn, state.params, batch, grad_accum, frozen)
     tokens = jnp.maximum(sums["tokens"], 1.0)
     grads = jax.tree.map(lambda g: g / tokens, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -87,9 +91,9 @@ def make_train_step(
 
 
 def make_eval_step(graphdef, loss_fn: LossFn, *, jit: bool = True):
-  """Returns eval(params, batch) -> dict of sums."""
+  """Returns eval(params, batch, *frozen) -> dict of sums."""
 
-  def step(params, batch):
-    return loss_fn(nnx.merge(graphdef, params), batch)
+  def step(params, batch, *frozen):
+    return loss_fn(nnx.merge(graphdef, params, *frozen), batch)
 
   return jax.jit(step) if jit else step

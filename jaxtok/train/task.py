@@ -62,7 +62,7 @@ def _import_plugins():
   # Model families register themselves on import; import lazily to keep start-up light.
   import importlib
 
-  for mod in ("jaxtok.models.blt",):
+  for mod in ("jaxtok.models.blt", "jaxtok.tokenizers.transfer"):
     try:
       importlib.import_module(mod)
     except ModuleNotFoundError as e:

@@ -1,0 +1,44 @@
+r"""Move a base LM to a new tokenizer with embeddings from a hypernetwork (or a baseline).
+
+  python -m experiments.transfer --hypernet=workdirs/zett_tiny/hypernet \
+      --tokenizer=gguf:gpt-2 --out=workdirs/zett_tiny/gpt2
+
+--base defaults to the hypernetwork's own base (its config); it can name a jaxtok workdir or
+a GGUF ("smollm2" or a path). --tokenizer is a tokenizer.json, .model, .gguf, a directory,
+or a spec such as "gguf:gpt-2" / "bpe:2048". The result loads with `jaxtok.restore(out)`.
+"""
+
+from absl import app, flags, logging
+
+from jaxtok.tokenizers import transfer
+
+_BASE = flags.DEFINE_string("base", "", "jaxtok workdir or GGUF (default: the hypernet's base).")
+_HYPERNET = flags.DEFINE_string(
+  "hypernet", "", "hypernetwork workdir (needed for --method=hypernet)."
+)
+_TOKENIZER = flags.DEFINE_string(
+  "tokenizer", None, "target tokenizer (file or spec).", required=True
+)
+_OUT = flags.DEFINE_string("out", None, "output workdir.", required=True)
+_METHOD = flags.DEFINE_enum(
+  "method", "hypernet", ["hypernet", "fvt", "focus", "lexical", "random"], "embedding init."
+)
+_PROMPT = flags.DEFINE_string("prompt", "def ", "prompt for the generation check ('' to skip).")
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  transfer.run(
+    base=_BASE.value,
+    hypernet=_HYPERNET.value,
+    tokenizer=_TOKENIZER.value,
+    out=_OUT.value,
+    method=_METHOD.value,
+    prompt=_PROMPT.value,
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

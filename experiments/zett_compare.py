@@ -1,0 +1,28 @@
+r"""Compare embedding inits for unseen tokenizers: hypernetwork, FVT, FOCUS-style, lexical, random.
+
+  python -m experiments.zett_compare --config=configs/zett_tiny.py --workdir=workdirs/zett_tiny
+
+Trains what is missing (base LM, hypernetwork), then writes results.json and results.md.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxtok.eval import zett_compare
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/zett_tiny.py", "configs/zett_*.py")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Where results (and missing models) go.", required=True
+)
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  results = zett_compare.run(_CONFIG.value, _WORKDIR.value)
+  print(zett_compare.markdown(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

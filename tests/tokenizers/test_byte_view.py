@@ -1,0 +1,166 @@
+"""Byte-level views of BPE, Unigram, WordPiece, SentencePiece and GGUF tokenizers."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxtok.tokenizers import sources
+from jaxtok.tokenizers.byte_view import ByteTokenizer
+from jaxtok.tokenizers.load import TokenizerLoadError, load_tokenizer
+from jaxtok.tokenizers.targets import KINDS, train_tokenizer
+
+TRAIN = [
+  "Hello world, this is English text with some code: def f(x): return x * 2",
+  "Grüße aus München! Ça va? ¿Qué tal? Straße, Übermut, naïve café.",
+  "Русский текст и немного слов. Ελληνικά γράμματα.",
+  "日本語のテキストと中文文本。한국어 문장도 있습니다.",
+  "    indented\n\tline with tabs\n\n  trailing spaces   ",
+] * 20
+HELD_OUT = [
+  "Völlig neue Wörter: Ψυχή, 東京都, señor, naïveté — CAPS and MiXeD case!",
+  "  leading and   multiple   spaces\n\n\n\ttabs\r\nwindows newlines",
+  "emoji 😀🦙 and rare symbols ∮ ⊕ ℵ and nul \x00 bytes",
+]
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def view(request):
+  return ByteTokenizer(train_tokenizer(request.param, TRAIN, 400), name=request.param)
+
+
+def test_round_trip_on_multilingual_text(view):
+  for text in HELD_OUT + TRAIN[:5]:
+    ids = view.encode(text)
+    assert view.decode(ids) == text.encode()
+    assert view.lengths[ids].sum() == len(text.encode())
+
+
+def test_invalid_utf8_bytes_round_trip(view):
+  data = b"valid \xff\xfe then \xc3 broken \xe6\x97 and ok \xe6\x97\xa5"
+  assert view.decode(view.encode(data)) == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=60))
+def test_round_trip_on_any_text(text):
+  for kind in KINDS:
+    v = _VIEWS[kind]
+    assert v.decode(v.encode(text)) == text.encode()
+
+
+_VIEWS = {k: ByteTokenizer(train_tokenizer(k, TRAIN, 400)) for k in KINDS}
+
+
+def test_every_byte_has_a_single_byte_token(view):
+  singles = {b for b in view.vocab if len(b) == 1}
+  assert singles == {bytes([i]) for i in range(256)}
+
+
+def test_specials_stand_for_no_bytes(view):
+  for i in (view.bos_id, view.eos_id, view.pad_id):
+    assert view.vocab[i] == b""
+  enc = view.make_encoder()(b"abc")
+  assert enc[0] == view.bos_id and enc[-1] == view.eos_id
+
+
+def test_lossless_tokenizer_keeps_its_own_segmentation():
+  v = _VIEWS["bpe"]  # byte-level BPE is lossless: the view must not change its tokens
+  for text in HELD_OUT:
+    assert v.encode(text).tolist() == v.hf.encode(text, add_special_tokens=False).ids
+
+
+def test_wordpiece_view_restores_whitespace_and_case():
+  v = _VIEWS["wordpiece"]
+  ids = v.encode("Hello   World")
+  pieces = [v.vocab[i] for i in ids]
+  assert b"".join(pieces) == b"Hello   World"
+  assert b"Hello" in pieces or b"H" in pieces  # case kept (BertNormalizer lowercase=False)
+
+
+def test_save_and_load_keep_the_specials(tmp_path):
+  v = ByteTokenizer(train_tokenizer("wordpiece", TRAIN, 300), bos="[CLS]", eos="[SEP]")
+  path = str(tmp_path / "tok.json")
+  v.save(path)
+  back = load_tokenizer(path)
+  assert (back.bos_id, back.eos_id, back.pad_id) == (v.bos_id, v.eos_id, v.pad_id)
+  assert back.vocab == v.vocab
+
+
+def test_missing_and_garbage_files_give_clear_errors(tmp_path):
+  with pytest.raises(TokenizerLoadError, match="does not exist"):
+    load_tokenizer(str(tmp_path / "nope.json"))
+  bad = tmp_path / "bad.json"
+  bad.write_text("{not json")
+  with pytest.raises(TokenizerLoadError, match="not a HF tokenizer.json"):
+    load_tokenizer(str(bad))
+  bad_gguf = tmp_path / "bad.gguf"
+  bad_gguf.write_bytes(b"NOTGGUF" + b"\0" * 32)
+  with pytest.raises(TokenizerLoadError, match="not a GGUF file"):
+    load_tokenizer(str(bad_gguf))
+
+
+# --- SentencePiece .model files, checked against sentencepiece itself ----------------------
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_sentencepiece_model_matches_sentencepiece(tmp_path, model_type):
+  spm = pytest.importorskip("sentencepiece", reason="sentencepiece (test extra) not installed")
+  corpus = tmp_path / "corpus.txt"
+  stdlib = [open(m.__file__, encoding="utf-8").read() for m in (json, os, pytest)]
+  corpus.write_text("\n".join(TRAIN + stdlib))
+  prefix = str(tmp_path / model_type)
+  spm.SentencePieceTrainer.train(
+    input=str(corpus),
+    model_prefix=prefix,
+    vocab_size=800,
+    model_type=model_type,
+    byte_fallback=True,
+    normalization_rule_name="identity",
+    character_coverage=1.0,
+    minloglevel=2,
+  )
+  ref = spm.SentencePieceProcessor(model_file=prefix + ".model")
+  view = load_tokenizer(prefix + ".model")
+  texts = ["Hello world, this is text", "Grüße aus München", "naïve café 東京", "x = f(y)"]
+  for text in texts:
+    assert view.hf.encode(text, add_special_tokens=False).ids == ref.encode(text)
+    assert view.decode(view.encode(text)) == text.encode()
+
+
+# --- real vocabularies from the llama-cpp-python sdist -------------------------------------
+
+# Vocabularies whose llama.cpp test cases our HF rebuild reproduces exactly. Not here: falcon
+# and mpt (pre-tokenizer regexes of their own, not rebuilt) and llama-bpe (46 of 47: llama.cpp's
+# own regex engine puts combining marks in \p{L}; Oniguruma does not).
+EXACT = ["gpt-2", "starcoder", "deepseek-coder", "llama-spm", "phi-3", "bert-bge"]
+EXACT_SLOW = ["qwen2", "command-r", "gemma-4"]  # 128k-256k vocabularies
+
+
+@pytest.mark.parametrize(
+  "name", EXACT + [pytest.param(n, marks=pytest.mark.slow) for n in EXACT_SLOW]
+)
+def test_gguf_vocab_matches_llama_cpp_test_cases(name):
+  path = sources.llama_cpp_vocab(name)
+  if path is None:
+    pytest.skip(f"llama.cpp vocab {name} not cached: {sources.last_error.get('vocab:' + name)}")
+  cases = sources.llama_cpp_vocab_cases(path)
+  if not cases:
+    pytest.skip(f"no llama.cpp test cases next to {path}")
+  view = load_tokenizer(path)
+  for text, expected in cases:
+    assert view.hf.encode(text, add_special_tokens=False).ids == expected, text
+    assert view.decode(view.encode(text)) == text.encode()
+    if view.kind == "byte_level":  # lossless: the view keeps llama.cpp's ids
+      assert view.encode(text).tolist() == expected
+
+
+def test_sidecar_is_json(tmp_path):
+  v = _VIEWS["unigram"]
+  v.save(str(tmp_path / "u.json"))
+  side = json.loads((tmp_path / "u.view.json").read_text())
+  assert side["bos"] == v.bos_id and os.path.exists(tmp_path / "u.json")
+  assert np.array_equal(load_tokenizer(str(tmp_path / "u.json")).lengths, v.lengths)
