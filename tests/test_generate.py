@@ -52,6 +52,7 @@ CASES = {
       cross_attn_all_layers_decoder=True,
     ),
   ),
+  "entropy-monotonic": (dict(scheme="entropy", rule="monotonic", threshold=0.005), {}),
   # No lookahead: a byte's own value decides its boundary.
   "space": (dict(scheme="space", max_patch_length=5), dict(cross_attn_k=1, d_global=64)),
 }
