@@ -49,14 +49,16 @@ def main(argv):
   config = _CONFIG.value
   task = get_task(config)
   mesh = shd.make_mesh(**config.mesh)
-  graphdef, state, tx, schedule = trainer._build_state(task, config, mesh)
+  graphdef, params = trainer.build_params(task, config, mesh)
+  tx, schedule = trainer.optimizer_for(config, config.train.steps)
+  state = trainer.fresh_state(tx, params, mesh)
   step_fn = make_train_step(
     graphdef, tx, schedule, task.loss_fn, grad_accum=config.train.grad_accum
   )
   _, it = trainer.make_batches(task, config, "train", seed=0, repeat=True, shuffle=True)
-  host = trainer._HostBatches(it, task.host_transform)
+  host = trainer.HostBatches(it, task.host_transform)
   sharding = shd.batch_sharding(mesh)
-  fixed = trainer._to_device(next(host), sharding)
+  fixed = trainer.to_device(next(host), sharding)
   bytes_per_step = (
     float(jnp.sum(fixed["targets"] >= 4))
     if "target_bytes" not in fixed
@@ -75,7 +77,7 @@ def main(argv):
 
   def pipeline_step():
     batch, _ = next(stream)
-    return one_step(trainer._to_device(batch, sharding))
+    return one_step(trainer.to_device(batch, sharding))
 
   n = _MATMUL.value
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,7 @@ import numpy as np
 from flax import nnx
 
 from jaxtok import patching
+from jaxtok.configlib import Section
 from jaxtok.data import hashing
 from jaxtok.data.codec import VOCAB_SIZE
 from jaxtok.eval.flops import Flops, transformer_flops_per_token, visible_keys
@@ -55,7 +56,7 @@ from jaxtok.train.task import Task, register_task
 
 
 @dataclasses.dataclass(frozen=True)
-class BLTConfig:
+class BLTConfig(Section):
   d_local: int = 128  # width of the local encoder and decoder
   d_global: int = 256  # width of the latent transformer
   n_layers_encoder: int = 1
@@ -85,24 +86,19 @@ class BLTConfig:
   max_patches: int = 128  # patch slots per row
   lookahead: bool = True  # decoder alignment (see patching.layout)
 
+  section: ClassVar[str] = "model"
+  internal: ClassVar[frozenset[str]] = frozenset({"max_patches", "lookahead"})
+  ignored: ClassVar[frozenset[str]] = frozenset({"name"})
+
   @classmethod
   def from_dict(cls, d: Any, **overrides) -> BLTConfig:
     d = dict(d)
-    d.pop("name", None)
-    known = {f.name for f in dataclasses.fields(cls)} - {"max_patches", "lookahead"}
-    unknown = set(d) - known
-    if unknown:
-      raise ValueError(f"config.model: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
     if "hash_ngram_sizes" in d:
       d["hash_ngram_sizes"] = tuple(int(n) for n in d["hash_ngram_sizes"])
-    cfg = cls(**d, **overrides)
-    cfg.validate()
-    return cfg
+    return super().from_dict(d, **overrides)
 
   def validate(self) -> None:
-    def need(ok, field, why):
-      if not ok:
-        raise ValueError(f"config.model.{field}={getattr(self, field)!r}: {why}")
+    need = self.need
 
     for f in ("d_local", "d_global", "n_layers_global", "n_heads_local", "n_heads_global"):
       need(getattr(self, f) > 0, f, "must be positive")

@@ -19,19 +19,20 @@ heads zero-initialised: the untrained hypernetwork is exactly FVT.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtok.configlib import Section
 from jaxtok.models.transformer import DTYPES, Block, TransformerConfig
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn.layers import Linear, RMSNorm, param
 
 
 @dataclasses.dataclass(frozen=True)
-class HypernetConfig:
+class HypernetConfig(Section):
   d_model: int = 0  # 0: the base model's width (as in ZeTT)
   n_layers: int = 3
   n_heads: int = 4
@@ -41,23 +42,10 @@ class HypernetConfig:
   alpha: float = 1.0
   dtype: str = "float32"
 
-  @classmethod
-  def from_dict(cls, d: Any) -> HypernetConfig:
-    d = dict(d)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-      raise ValueError(
-        f"config.hypernet: unknown field(s) {sorted(unknown)}; known: {sorted(known)}"
-      )
-    cfg = cls(**d)
-    cfg.validate()
-    return cfg
+  section: ClassVar[str] = "hypernet"
 
   def validate(self) -> None:
-    def need(ok, field, why):
-      if not ok:
-        raise ValueError(f"config.hypernet.{field}={getattr(self, field)!r}: {why}")
+    need = self.need
 
     need(self.d_model >= 0, "d_model", "must be >= 0 (0 = the base model's width)")
     need(self.n_layers >= 1, "n_layers", "must be >= 1")

@@ -9,12 +9,13 @@ document + optional sliding-window masks, optional KV cache for decoding.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
+from jaxtok.configlib import Section
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, SwiGLU, mlp_hidden_dim
 from jaxtok.nn.rope import apply_rope
@@ -23,7 +24,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(Section):
   vocab_size: int = 260
   d_model: int = 256
   n_layers: int = 4
@@ -41,23 +42,11 @@ class TransformerConfig:
   attention_impl: str = "xla"
   remat: bool = False  # rematerialise each block in the backward pass
 
-  @classmethod
-  def from_dict(cls, d: Any) -> TransformerConfig:
-    """From a dict/ConfigDict; unknown fields and bad values name the field."""
-    d = dict(d)
-    d.pop("name", None)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-      raise ValueError(f"config.model: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-    cfg = cls(**d)
-    cfg.validate()
-    return cfg
+  section: ClassVar[str] = "model"
+  ignored: ClassVar[frozenset[str]] = frozenset({"name"})  # the task's name
 
   def validate(self) -> None:
-    def need(ok, field, why):
-      if not ok:
-        raise ValueError(f"config.model.{field}={getattr(self, field)!r}: {why}")
+    need = self.need
 
     need(self.vocab_size > 0, "vocab_size", "must be positive")
     need(self.d_model > 0, "d_model", "must be positive")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
+
+from jaxtok.configlib import Section
 
 SCHEMES = ("static", "space", "entropy")
 ENTROPY_RULES = ("global", "monotonic", "topk")
@@ -13,7 +15,7 @@ BLT_THRESHOLD = 1.335442066192627
 
 
 @dataclasses.dataclass(frozen=True)
-class PatchingConfig:
+class PatchingConfig(Section):
   scheme: str = "entropy"  # "static" (MEGABYTE-like), "space" (SpaceByte-like) or "entropy"
   rule: str = "global"  # entropy rule: "global" H_t > θ, "monotonic" H_t - H_{t-1} > θ, "topk"
   threshold: float = BLT_THRESHOLD  # θ in nats, for the global and monotonic rules
@@ -26,23 +28,10 @@ class PatchingConfig:
   entropy_batch_size: int = 16  # rows per entropy-model call in the precompute pass
   bytes_per_patch: float = 0.0  # for FLOP accounting; 0 = measured on training batches at start
 
-  @classmethod
-  def from_dict(cls, d: Any) -> PatchingConfig:
-    d = dict(d)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-      raise ValueError(
-        f"config.patching: unknown field(s) {sorted(unknown)}; known: {sorted(known)}"
-      )
-    cfg = cls(**d)
-    cfg.validate()
-    return cfg
+  section: ClassVar[str] = "patching"
 
   def validate(self) -> None:
-    def need(ok, field, why):
-      if not ok:
-        raise ValueError(f"config.patching.{field}={getattr(self, field)!r}: {why}")
+    need = self.need
 
     need(self.scheme in SCHEMES, "scheme", f"one of {SCHEMES}")
     need(self.rule in ENTROPY_RULES, "rule", f"one of {ENTROPY_RULES}")

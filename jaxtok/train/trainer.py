@@ -25,6 +25,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
+from jaxtok.configlib import require
 from jaxtok.data import corpora, packing
 from jaxtok.eval.flops import count_params
 from jaxtok.nn import sharding as shd
@@ -47,9 +48,7 @@ def validate_config(config) -> None:
   """Checks the fields the trainer relies on; messages name the field."""
   t, d = config.train, config.data
 
-  def need(ok, field, why):
-    if not ok:
-      raise ValueError(f"config.{field}: {why}")
+  need = require
 
   need(t.steps > 0, "train.steps", f"must be positive, got {t.steps}")
   need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
@@ -65,7 +64,7 @@ def validate_config(config) -> None:
   need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
 
 
-def _build_params(task: Task, config, mesh):
+def build_params(task: Task, config, mesh):
   model = task.build_model(nnx.Rngs(config.train.seed))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if jax.tree.leaves(rest):
@@ -74,7 +73,7 @@ def _build_params(task: Task, config, mesh):
   return graphdef, jax.device_put(params, param_shardings)
 
 
-def _make_optimizer(config, total_steps: int):
+def optimizer_for(config, total_steps: int):
   t = config.train
   return make_optimizer(
     lr=t.lr,
@@ -88,7 +87,7 @@ def _make_optimizer(config, total_steps: int):
   )
 
 
-def _fresh_state(tx, params, mesh) -> TrainState:
+def fresh_state(tx, params, mesh) -> TrainState:
   """Step 0 of a phase: these weights, a new optimizer state, all on the mesh.
 
   Scalars (step, Adam's count) are placed on the mesh too: the step returns
@@ -106,7 +105,7 @@ def _fresh_state(tx, params, mesh) -> TrainState:
   return jax.tree.map(on_mesh, state)
 
 
-def _to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+def to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
@@ -133,7 +132,7 @@ def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shu
   return corpus, it
 
 
-class _HostBatches:
+class HostBatches:
   """Packed batches + the task's host-side transform; checkpointable like the packer."""
 
   def __init__(self, it, transform):
@@ -157,13 +156,13 @@ def evaluate(eval_step, params, batches, sharding) -> dict[str, float]:
   """Summed statistics over a fixed list of batches -> loss / bpb."""
   totals = None
   for batch in batches:
-    sums = eval_step(params, _to_device(batch, sharding))
+    sums = eval_step(params, to_device(batch, sharding))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return summarize(jax.device_get(totals))
 
 
 @contextlib.contextmanager
-def _sigterm_flag():
+def sigterm_flag():
   """Turns SIGTERM into a flag the loop checks after each step."""
   flag = {"stop": False}
 
@@ -199,13 +198,13 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     config.data.tokenizer = kept
   mesh = shd.make_mesh(**config.mesh)
   batch_sharding = shd.batch_sharding(mesh)
-  graphdef, params = _build_params(task, config, mesh)
+  graphdef, params = build_params(task, config, mesh)
   n_params = count_params(params)
   phases = phases_lib.make_phases(task, config)
   ends = np.cumsum([p.steps for p in phases]).tolist()  # global step at which each phase ends
   pi = 0  # the phase of the steps being taken
-  tx, schedule = _make_optimizer(config, phases[pi].steps)
-  state = _fresh_state(tx, params, mesh)
+  tx, schedule = optimizer_for(config, phases[pi].steps)
+  state = fresh_state(tx, params, mesh)
   stats = [phases_lib.new_stats() for _ in phases]
 
   _, train_it = make_batches(task, config, "train", seed=t.seed, repeat=True, shuffle=True)
@@ -216,7 +215,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     val_batches.append(transform(batch) if transform else batch)
     if d.eval_batches and len(val_batches) >= d.eval_batches:
       break
-  host_batches = _HostBatches(train_it, transform)
+  host_batches = HostBatches(train_it, transform)
 
   ckpt = ckpt_lib.Checkpointer(
     os.path.join(workdir, "checkpoints"), max_to_keep=t.keep, async_save=t.async_ckpt
@@ -228,7 +227,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     )
     pi = _check_phase(js["phase"], start, phases, ends, ckpt.directory)
     if pi:
-      tx, schedule = _make_optimizer(config, phases[pi].steps)
+      tx, schedule = optimizer_for(config, phases[pi].steps)
     stats = js["phase"]["stats"]
     phase_step0 = jnp.asarray(start - (ends[pi] - phases[pi].steps), jnp.int32)
     state = TrainState(
@@ -335,13 +334,13 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   stopped_by = None
   try:
     # The ambient mesh lets kernels (impl="pallas") run per shard under shard_map.
-    with _sigterm_flag() as sig, jax.set_mesh(mesh):
+    with sigterm_flag() as sig, jax.set_mesh(mesh):
       batches = iter(prefetch)
       while step < ends[-1]:
         if step == ends[pi]:  # next phase: same weights and data stream, new optimizer
           pi += 1
-          tx, schedule = _make_optimizer(config, phases[pi].steps)
-          state = _fresh_state(tx, state.params, mesh)
+          tx, schedule = optimizer_for(config, phases[pi].steps)
+          state = fresh_state(tx, state.params, mesh)
           train_step, compiled = phase_step(), False
           last_train.clear()
           pbar.set_description(phases[pi].name)
@@ -349,7 +348,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
         batch, data_state = next(batches)
         if phases[pi].transform:
           batch = phases[pi].transform(batch)
-        state, metrics = train_step(state, _to_device(batch, batch_sharding))
+        state, metrics = train_step(state, to_device(batch, batch_sharding))
         step += 1
         clock["steps"] += 1
         pending.append((step, pi, metrics))

@@ -37,6 +37,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from jaxtok.configlib import require
 from jaxtok.data import codec, corpora, packing
 from jaxtok.eval import transfer as transfer_eval
 from jaxtok.models.hypernet import Hypernet, HypernetConfig
@@ -61,9 +62,7 @@ HYPERNET = nnx.All(nnx.Param, nnx.PathContains("hypernet"))
 def validate_config(config) -> None:
   t, d, s = config.train, config.data, config.sampler
 
-  def need(ok, field, why):
-    if not ok:
-      raise ValueError(f"config.{field}: {why}")
+  need = require
 
   need(config.base.kind in ("jaxtok", "gguf"), "base.kind", "'jaxtok' or 'gguf'")
   need(t.steps > t.identity_steps >= 0, "train.identity_steps", "must be in [0, train.steps)")
@@ -562,7 +561,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   )
   stopped_by = None
   try:
-    with trainer._sigterm_flag() as sig:
+    with trainer.sigterm_flag() as sig:
       it = iter(prefetch)
       while step < t.steps:
         batch, data_state = next(it)

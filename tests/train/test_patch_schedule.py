@@ -78,8 +78,8 @@ def test_switch_keeps_weights_resets_optimizer_and_continues_data(runs):
   ckpt.close()
   assert js["phase"]["name"] == "patch"
 
-  tx, schedule = trainer._make_optimizer(c, STEPS - SWITCH)
-  state = trainer._fresh_state(tx, at_switch["params"], shd.make_mesh())
+  tx, schedule = trainer.optimizer_for(c, STEPS - SWITCH)
+  state = trainer.fresh_state(tx, at_switch["params"], shd.make_mesh())
   _, it = trainer.make_batches(task, c, "train", seed=c.train.seed, repeat=True, shuffle=True)
   it.set_state(js["data"])
   step = make_train_step(graphdef, tx, schedule, task.loss_fn)
