@@ -78,8 +78,17 @@ def _save_atomic(tok: ByteTokenizer, path: str) -> None:
 
 
 def make_target(spec: str, config, train_text: str | None = None) -> ByteTokenizer:
-  """The target tokenizer of a spec (trained ones are cached by spec and text)."""
+  """The target tokenizer of a spec (trained ones are cached by spec and text).
+
+  `config` (a ZeTT config) names the text that "bpe:N"-style targets are trained on; without
+  one, only files and "gguf:<name>" vocabularies (fetched when absent) can be made.
+  """
   kind, _, arg = spec.partition(":")
+  if kind in KINDS and config is None:
+    raise ValueError(
+      f"target {spec!r} is trained on text: pass --hypernet (its config names the text) "
+      "or a tokenizer file"
+    )
   if kind in KINDS:
     source = train_text or config.data.name
     c = config.compare if "compare" in config else None
@@ -92,7 +101,10 @@ def make_target(spec: str, config, train_text: str | None = None) -> ByteTokeniz
       _save_atomic(tok, path)
     return load_tokenizer(path)
   if kind == "gguf":
-    fetch = bool(config.compare.get("fetch", True)) if "compare" in config else False
+    if config is None:
+      fetch = True  # asked for by name on the command line
+    else:
+      fetch = bool(config.compare.get("fetch", True)) if "compare" in config else False
     path = sources.llama_cpp_vocab(arg, fetch=fetch)
     if path is None:
       raise Unavailable(sources.last_error.get(f"vocab:{arg}", f"vocab {arg} unavailable"))

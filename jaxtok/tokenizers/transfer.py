@@ -199,10 +199,7 @@ def run(*, base: str, hypernet: str, tokenizer: str, out: str, method: str, prom
   else:
     raise ValueError("pass --base (a jaxtok workdir or GGUF) or --hypernet (its base is used)")
   hyper = zett.restore_hypernet(hypernet, model)[0] if hypernet and method == "hypernet" else None
-  if config is not None:
-    target = make_target(tokenizer, config)
-  else:
-    target = load_tokenizer(tokenizer)
+  target = make_target(tokenizer, config)
   texts = ()
   if method == "focus":
     if config is None:
