@@ -1,13 +1,10 @@
-"""The tiny ZeTT preset end to end (slow): the hypernetwork must beat FVT and random
+"""The tiny ZeTT preset end to end (in CI): the hypernetwork must beat FVT and random
 embeddings on held-out text under tokenizers it never saw in training."""
-
-import pytest
 
 from configs import zett_tiny
 from jaxtok.eval import zett_compare
 
 
-@pytest.mark.slow
 def test_tiny_preset_hypernet_beats_fvt_and_random(tmp_path):
   c = zett_tiny.get_config()
   c.train.progress_bar = False
