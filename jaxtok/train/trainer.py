@@ -122,6 +122,16 @@ def fresh_buffers(tree):
   return jax.tree.map(copy, tree)
 
 
+def check_finite(loss, step: int, ckpt: ckpt_lib.Checkpointer) -> None:
+  """Stops the run on a non-finite loss, naming the checkpoint that is kept."""
+  if not math.isfinite(float(loss)):
+    raise TrainingDivergedError(
+      f"non-finite loss {float(loss)} at step {step}; stopping. The last good checkpoint "
+      f"(step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower config.train.lr or "
+      "enable clipping (config.train.clip_norm)."
+    )
+
+
 def to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
@@ -280,12 +290,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       return
     fetched = jax.device_get([m for _, _, m in pending])
     for (s, i, _), m in zip(pending, fetched):
-      if not math.isfinite(float(m["loss"])):
-        raise TrainingDivergedError(
-          f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
-          f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
-          f"config.train.lr or enable clipping (config.train.clip_norm)."
-        )
+      check_finite(m["loss"], s, ckpt)
       writer.write(s, {"loss": m["loss"]}, prefix=f"{phases[i].name}/")
       for k in ("bytes", "tokens", "loss_sum"):
         window[k] += float(m[k])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 import time
 from typing import Any
@@ -533,12 +532,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       return
     fetched = jax.device_get([m for _, m in pending])
     for (s, _), m in zip(pending, fetched):
-      if not math.isfinite(float(m["loss"])):
-        raise trainer.TrainingDivergedError(
-          f"non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
-          f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower "
-          "config.train.lr."
-        )
+      trainer.check_finite(m["loss"], s, ckpt)
       phase = "transfer" if "ce_sum" in m else "identity"
       row = {f"{phase}_loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
       if phase == "transfer":
