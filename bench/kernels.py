@@ -91,7 +91,7 @@ def attention_cases(rng, preset: Preset, t: int, patch_size: float):
   dec = np.where(pid >= 1, pid, 0)
   i32 = lambda x: jnp.asarray(x, jnp.int32)
   return [
-    ("bytes", t, t, Mask(q_segment_ids=i32(seg), kv_segment_ids=i32(seg), window=preset.window)),
+    ("bytes", t, t, Mask.self_attention(i32(seg), window=preset.window)),
     (
       "enc-cross",
       p * k,

@@ -722,3 +722,15 @@ def load_corpus(
     return open_split(builder, split, display=name)
   builder = tfds_builder(name, data_dir)
   return open_split(builder, split, display=name, text_key=text_key)
+
+
+def corpus_for(data, split: str, name: str | None = None) -> Corpus:
+  """One split of the corpus a config's `data` section names (or of corpus `name`, read
+  with that section's data_dir, text_key and val_fraction)."""
+  return load_corpus(
+    name or data.name,
+    split=split,
+    data_dir=data.data_dir or None,
+    text_key=data.text_key,
+    val_fraction=data.val_fraction,
+  )

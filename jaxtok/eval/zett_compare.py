@@ -53,13 +53,7 @@ def text_source(spec: str, split: str, config, *, max_docs: int, doc_bytes: int)
     docs = [x for x in docs if _held_out(x) == (split == "validation")]
   else:
     d = config.data
-    corpus = corpora.load_corpus(
-      spec,
-      split=split,
-      data_dir=d.data_dir or None,
-      text_key=d.text_key,
-      val_fraction=d.val_fraction,
-    )
+    corpus = corpora.corpus_for(d, split, spec)
     docs = [corpus[i] for i in range(min(len(corpus), max_docs))]
   docs = [x[:doc_bytes] for x in docs if x.strip()][:max_docs]
   if not docs:

@@ -279,7 +279,7 @@ class LatentTransformer(nnx.Module):
     b, p, _ = h_BxPxD.shape
     if positions_BxP is None:
       positions_BxP = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
-    mask = attn_lib.Mask(q_segment_ids=segment_ids_BxP, kv_segment_ids=segment_ids_BxP)
+    mask = attn_lib.Mask.self_attention(segment_ids_BxP)
     h = _run_blocks(self.blocks, h_BxPxD, positions_BxP, mask, self.cfg.remat)
     return self.final_norm(h)
 
@@ -368,12 +368,7 @@ class BLT(nnx.Module):
     return self.to_global(patches_BxPxKD) if hasattr(self, "to_global") else patches_BxPxKD
 
   def local_mask(self, segment_ids_BxT) -> attn_lib.Mask:
-    return attn_lib.Mask(
-      q_segment_ids=segment_ids_BxT,
-      kv_segment_ids=segment_ids_BxT,
-      causal=True,
-      window=self.cfg.local_window,
-    )
+    return attn_lib.Mask.self_attention(segment_ids_BxT, window=self.cfg.local_window)
 
   def forward(
     self,

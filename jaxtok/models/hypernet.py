@@ -140,7 +140,7 @@ class Hypernet(nnx.Module):
     h = self.in_proj(self.in_norm(x))
     positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (n, length))
     # Bidirectional over the decomposition; padding is segment 0 and sees nothing.
-    mask = attn_lib.Mask(q_segment_ids=valid, kv_segment_ids=valid, causal=False)
+    mask = attn_lib.Mask.self_attention(valid, causal=False)
     for block in self.blocks:
       h = block(h, positions, mask)
     pooled = self.norm(h[:, 0])

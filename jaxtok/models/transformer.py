@@ -166,12 +166,7 @@ class Transformer(nnx.Module):
       )
 
   def mask(self, segment_ids_BxT: jax.Array | None) -> attn_lib.Mask:
-    return attn_lib.Mask(
-      q_segment_ids=segment_ids_BxT,
-      kv_segment_ids=segment_ids_BxT,
-      causal=True,
-      window=self.cfg.sliding_window,
-    )
+    return attn_lib.Mask.self_attention(segment_ids_BxT, window=self.cfg.sliding_window)
 
   def hidden(
     self,

@@ -37,6 +37,13 @@ class Mask:
   window: int | None = struct.field(pytree_node=False, default=None)
   segment_window: int | None = struct.field(pytree_node=False, default=None)
 
+  @classmethod
+  def self_attention(cls, segment_ids_BxT, *, causal: bool = True, window: int | None = None):
+    """Queries and keys are the same positions: document segments, causal, optional window."""
+    return cls(
+      q_segment_ids=segment_ids_BxT, kv_segment_ids=segment_ids_BxT, causal=causal, window=window
+    )
+
   def dense(self, batch: int, tq: int, tk: int) -> jax.Array:
     """Boolean B x Tq x Tk mask (the reference; kernels never build it)."""
     ok = jnp.ones((batch, tq, tk), dtype=bool)

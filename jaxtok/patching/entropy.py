@@ -194,13 +194,7 @@ def precompute_for_config(config, *, overwrite: bool = False) -> dict[str, str]:
   em = EntropyModel.load(config.patching.entropy_model_workdir)
   d = config.data
   for split, path in todo.items():
-    corpus = corpora.load_corpus(
-      d.name,
-      split=split,
-      data_dir=d.data_dir or None,
-      text_key=d.text_key,
-      val_fraction=d.val_fraction,
-    )
+    corpus = corpora.corpus_for(d, split)
     precompute(em, corpus, path, batch_size=config.patching.entropy_batch_size)
   return paths
 

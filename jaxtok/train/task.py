@@ -89,13 +89,7 @@ def resolve_tokenizer(config) -> str | None:
 
 def load_train_corpus(config):
   d = config.data
-  return corpora.load_corpus(
-    d.name,
-    split="train",
-    data_dir=d.data_dir or None,
-    text_key=d.text_key,
-    val_fraction=d.val_fraction,
-  )
+  return corpora.corpus_for(d, "train")
 
 
 def tokens_per_byte(encode_fn, corpus, max_docs: int = 200) -> float:

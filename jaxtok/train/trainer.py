@@ -138,13 +138,7 @@ def to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
 
 def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
   d = config.data
-  corpus = corpora.load_corpus(
-    d.name,
-    split=split,
-    data_dir=d.data_dir or None,
-    text_key=d.text_key,
-    val_fraction=d.val_fraction,
-  )
+  corpus = corpora.corpus_for(d, split)
   it = packing.PackedBatches(
     corpus,
     batch_size=d.batch_size // jax.process_count(),

@@ -90,9 +90,7 @@ def ensure_base_model(config) -> str:
   spec = spine.data.tokenizer
   if spec.startswith("bpe:") and b.tokenizer_docs:
     # A BPE trained on a sample of the corpus: seconds instead of the full split.
-    corpus = corpora.load_corpus(
-      spine.data.name, split="train", data_dir=spine.data.data_dir or None
-    )
+    corpus = corpora.corpus_for(spine.data, "train")
     data_dir = os.path.expanduser(spine.data.data_dir or corpora.default_data_dir())
     with spine.unlocked():
       spine.data.tokenizer = bpe.get_or_train(
@@ -374,13 +372,7 @@ class ZettBatches:
 
 def eval_docs(config, split: str = "validation") -> list[bytes]:
   d, e = config.data, config.eval
-  corpus = corpora.load_corpus(
-    d.name,
-    split=split,
-    data_dir=d.data_dir or None,
-    text_key=d.text_key,
-    val_fraction=d.val_fraction,
-  )
+  corpus = corpora.corpus_for(d, split)
   docs = [corpus[i][: e.doc_bytes] for i in range(min(len(corpus), e.docs))]
   return [x for x in docs if x]
 
@@ -484,13 +476,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   )
   n_params = sum(x.size for x in jax.tree.leaves(params))
 
-  corpus = corpora.load_corpus(
-    d.name,
-    split="train",
-    data_dir=d.data_dir or None,
-    text_key=d.text_key,
-    val_fraction=d.val_fraction,
-  )
+  corpus = corpora.corpus_for(d, "train")
   text_it = packing.PackedBatches(
     corpus, batch_size=d.batch_size, seq_len=d.seq_len, seed=t.seed, shuffle=True, repeat=True
   )
