@@ -14,17 +14,19 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtok.data import packing
-from jaxtok.eval.flops import count_params
+from jaxtok.data import corpora, packing
+from jaxtok.models.flops import count_params
+from jaxtok.train import prepare
 from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.steps import TrainState, make_train_step
-from jaxtok.train.task import get_task, load_train_corpus
+from jaxtok.train.tasks import get_task
 
 
 def load_config(path: str, overrides: list[str]):
@@ -45,6 +47,7 @@ def load_config(path: str, overrides: list[str]):
 class Arm:
   def __init__(self, name, config, n_batches):
     self.name = name
+    config = prepare.prepare(config, tempfile.mkdtemp(prefix="jaxtok-bench-"))
     self.task = get_task(config)
     model = self.task.build_model(nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
@@ -53,7 +56,7 @@ class Arm:
     self.step = make_train_step(graphdef, tx, schedule, self.task.loss_fn)
     self.params = count_params(params)
     it = packing.PackedBatches(
-      load_train_corpus(config),
+      corpora.corpus_for(config.data, "train"),
       batch_size=config.data.batch_size,
       seq_len=config.data.seq_len,
       seed=0,

@@ -25,9 +25,9 @@ from configs import blt_entropy, entropy_model
 from jaxtok import generate
 from jaxtok.data import codec
 from jaxtok.models.blt import BLT, BLTConfig
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
-from jaxtok.patching.entropy import EntropyModel
 
 
 def random_models(prompt_ids):

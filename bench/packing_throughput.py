@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from jaxtok.data import PackedBatches, load_corpus
+from jaxtok.data.corpora import load_corpus
+from jaxtok.data.packing import PackedBatches
 
 
 def tokens_per_second(corpus, *, batch_size: int, seq_len: int, seconds: float) -> float:

@@ -22,9 +22,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtok.data import PackedBatches, load_corpus
+from jaxtok.data.corpora import load_corpus
+from jaxtok.data.packing import PackedBatches
+from jaxtok.models.losses import lm_loss
 from jaxtok.models.transformer import Transformer, TransformerConfig
-from jaxtok.train.losses import lm_loss
 from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.patch_level import long_rows, patch_loss
 from jaxtok.train.steps import TrainState, make_train_step

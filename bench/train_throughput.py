@@ -6,13 +6,14 @@ Measures, interleaved in one run so machine noise hits both alike:
   * the jitted train step on a fixed device batch (bytes/s, model FLOP/s),
   * the same step fed by the real input pipeline (packing + prefetch thread),
   * a large jnp matmul (the achievable FLOP/s of this device),
-and prints MFU = model FLOP/s / matmul FLOP/s. Model FLOPs are jaxtok.eval.flops
+and prints MFU = model FLOP/s / matmul FLOP/s. Model FLOPs are jaxtok.models.flops
 (6N-style, causal attention counted as the keys actually visible).
 """
 
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,11 +23,12 @@ import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from jaxtok import sharding as shd  # noqa: E402
 from jaxtok.data import packing  # noqa: E402
-from jaxtok.nn import sharding as shd  # noqa: E402
-from jaxtok.train import trainer  # noqa: E402
+from jaxtok.train import prepare, trainer  # noqa: E402
 from jaxtok.train.steps import make_train_step  # noqa: E402
-from jaxtok.train.task import get_task  # noqa: E402
+from jaxtok.train.task import HostBatches  # noqa: E402
+from jaxtok.train.tasks import get_task  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/entropy_model.py", "Config file.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved measurement rounds.")
@@ -46,17 +48,17 @@ def timed(fn, n):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = prepare.prepare(_CONFIG.value, tempfile.mkdtemp(prefix="jaxtok-bench-"))
   task = get_task(config)
   mesh = shd.make_mesh(**config.mesh)
-  graphdef, params = trainer.build_params(task, config, mesh)
+  graphdef, params, _ = trainer.build_params(task, config, mesh)
   tx, schedule = trainer.optimizer_for(config, config.train.steps)
   state = trainer.fresh_state(tx, params, mesh)
   step_fn = make_train_step(
     graphdef, tx, schedule, task.loss_fn, grad_accum=config.train.grad_accum
   )
   _, it = trainer.make_batches(task, config, "train", seed=0, repeat=True, shuffle=True)
-  host = trainer.HostBatches(it, task.host_transform)
+  host = HostBatches(it, task.host_transform)
   sharding = shd.batch_sharding(mesh)
   fixed = trainer.to_device(next(host), sharding)
   bytes_per_step = (

@@ -2,29 +2,13 @@
 
 from ml_collections import config_dict
 
+from jaxtok import configlib
+from jaxtok.models.transformer import TransformerConfig
+
 
 def model_defaults() -> config_dict.ConfigDict:
-  return config_dict.ConfigDict(
-    dict(
-      name="transformer",
-      vocab_size=260,
-      d_model=256,
-      n_layers=4,
-      n_heads=4,
-      n_kv_heads=config_dict.placeholder(int),  # None: n_heads
-      head_dim=config_dict.placeholder(int),  # None: d_model // n_heads
-      mlp_dim=config_dict.placeholder(int),  # None: Llama sizing
-      rope_theta=10000.0,
-      rope_layout="interleaved",
-      sliding_window=config_dict.placeholder(int),
-      norm_eps=1e-5,
-      tie_embeddings=False,
-      dtype="float32",
-      param_dtype="float32",
-      attention_impl="xla",
-      remat=False,
-    )
-  )
+  """Every field of jaxtok.models.transformer.TransformerConfig, at its default."""
+  return configlib.defaults(TransformerConfig, name="transformer")
 
 
 def get_config() -> config_dict.ConfigDict:
@@ -36,6 +20,9 @@ def get_config() -> config_dict.ConfigDict:
       data_dir="",  # tfds data dir; "" = $JAXTOK_DATA_DIR or ~/.cache/jaxtok/tfds
       text_key="text",
       tokenizer="",  # "" = bytes; "bpe:<vocab>" = byte-level BPE trained on train; or a path
+      tokenizer_docs=2000,  # bpe:<vocab> trains on this many training documents
+      tokenizer_file="",  # set by jaxtok.train.prepare: the workdir's copy of the tokenizer
+      bytes_per_token=0.0,  # set by jaxtok.train.prepare: measured on training documents
       val_fraction=0.02,
       seq_len=512,
       batch_size=8,  # global batch, rows

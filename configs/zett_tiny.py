@@ -4,17 +4,22 @@
 
 trains the base LM (<workdir>/base) and the hypernetwork (<workdir>/hypernet) if they are
 not there yet, then compares embedding inits under tokenizers the hypernetwork never saw.
+`python -m experiments.train --config=configs/zett_tiny.py --workdir=DIR` trains only the
+hypernetwork (and its base, in DIR/base, first).
 """
 
 from ml_collections import config_dict
 
 from configs import base, tiny
+from jaxtok import configlib
+from jaxtok.models.hypernet import HypernetConfig
 
 
 def base_train():
   """The spine config of base model (a): a token LM with a byte-level BPE on stdlib."""
   c = tiny.get_config()
-  c.data.update(tokenizer="bpe:1024", seq_len=128, batch_size=8, eval_batches=4)
+  # A BPE trained on a sample of the corpus: seconds instead of the full split.
+  c.data.update(tokenizer="bpe:1024", tokenizer_docs=300, seq_len=128, batch_size=8, eval_batches=4)
   c.model.update(d_model=96, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=256)
   c.train.update(steps=300, lr=3e-3, warmup_steps=30, log_every=50, eval_every=0, ckpt_every=0)
   c.train.progress_bar = False
@@ -22,60 +27,31 @@ def base_train():
 
 
 def get_config():
-  c = config_dict.ConfigDict()
-  c.base = dict(
-    kind="jaxtok",  # "jaxtok": a jaxtok workdir (trained from base_train if empty); "gguf"
-    workdir="",  # "" = <workdir>/base
-    tokenizer_docs=300,  # train the base BPE on this many documents (0 = the spine's default)
-    gguf="smollm2",  # kind="gguf": "smollm2" or a path
-    bos="",  # special-token overrides (names or ids); "" = the tokenizer's own
-    eos="",
-    pad="",
+  c = base.get_config()
+  c.model = configlib.defaults(HypernetConfig, name="hypernet", n_layers=3, n_heads=4, mlp_dim=256)
+  c.base = config_dict.ConfigDict(
+    dict(
+      kind="jaxtok",  # "jaxtok": a jaxtok workdir (trained from base_train if empty); "gguf"
+      workdir="",  # "" = <workdir>/base
+      gguf="smollm2",  # kind="gguf": "smollm2" or a path
+      bos="",  # special-token overrides (names or ids); "" = the tokenizer's own
+      eos="",
+      pad="",
+    )
   )
   c.base_train = base_train()
-  c.hypernet = dict(
-    d_model=0,
-    n_layers=3,
-    n_heads=4,
-    mlp_dim=256,
-    max_len=7,
-    residual=True,
-    alpha=1.0,
-    dtype="float32",
-  )
   c.sampler = dict(
     min_vocab=768, max_vocab=2048, max_piece_bytes=16, noise_std=1.0, window=4, em_steps=1
   )
-  c.data = dict(
-    name="stdlib",
-    data_dir="",
-    text_key="text",
-    val_fraction=base.get_config().data.val_fraction,
-    batch_size=8,  # rows of text per step
-    seq_len=384,  # bytes per row
-    tokens_per_row=160,  # the row under the sampled tokenizer, cut to this many tokens
-    vocab_per_step=768,  # batch tokens + random negatives: the step's softmax
-    prefetch=2,
-  )
-  c.train = dict(
-    steps=150,
-    identity_steps=20,
-    identity_batch=256,
-    lr=1e-3,
-    warmup_steps=10,
-    final_lr_fraction=0.1,
-    weight_decay=0.01,
-    clip_norm=1.0,
-    aux_weight=0.5,
-    base_dtype="float32",
-    seed=0,
-    log_every=10,
-    eval_every=0,
-    ckpt_every=50,
-    keep=2,
-    async_ckpt=True,
-    progress_bar=True,
-  )
+  c.data.update(batch_size=8, seq_len=384)  # rows of text (bytes) per step
+  c.data.tokens_per_row = 160  # the row under the sampled tokenizer, cut to this many tokens
+  c.data.vocab_per_step = 768  # batch tokens + random negatives: the step's softmax
+  c.train.update(steps=150, lr=1e-3, warmup_steps=10, weight_decay=0.01, log_every=10, eval_every=0)
+  c.train.update(ckpt_every=50, keep=2)
+  c.train.identity_steps = 20  # the identity phase (MIMICK-style), before the transfer phase
+  c.train.identity_batch = 256  # base tokens per identity step
+  c.train.aux_weight = 0.5  # L2 to the base embeddings of tokens the base vocab has
+  c.train.base_dtype = "float32"  # the frozen base LM's dtype
   c.eval = dict(tokenizers="unigram:1024", docs=16, doc_bytes=2048, seq_len=128, batch_size=8)
   c.compare = dict(
     hypernet_workdir="",  # "" = <workdir>/hypernet

@@ -8,7 +8,7 @@ Writes compare.json and compare.md (the table) into --workdir; rerunning resumes
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxtok.eval import blt_compare
+from jaxtok.compare import blt as blt_compare
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/blt_compare.py:small", "configs/blt_compare.py:<small|large>."

@@ -10,7 +10,7 @@ inside it. Re-running reuses finished runs and resumes interrupted ones.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxtok.train import patch_level_compare
+from jaxtok.compare import patch_level as patch_level_compare
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "configs/patch_level_compare_small.py", "Path to a configs/*.py file."

@@ -8,7 +8,7 @@ r"""Score a corpus with BLT's entropy model once and store the entropies next to
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtok.patching import entropy
+from jaxtok.train import prepare
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/blt_entropy.py", "A BLT config.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute even if the files exist.")
@@ -16,7 +16,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute even if the files 
 
 def main(argv):
   del argv
-  for split, path in entropy.precompute_for_config(
+  for split, path in prepare.precompute_entropies(
     _CONFIG.value, overwrite=_OVERWRITE.value
   ).items():
     print(f"{split}: {path}")

@@ -12,6 +12,7 @@ import os
 
 from absl import app, flags, logging
 
+from jaxtok.models import entropy_model
 from jaxtok.patching import show
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "BLT or entropy-model workdir.", required=True)
@@ -25,7 +26,8 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   out = _OUT.value or os.path.join(_WORKDIR.value, "patches")
-  view = show.view_from_workdir(_WORKDIR.value, _TEXT.value.encode(), threshold=_THRESHOLD.value)
+  pcfg, em = entropy_model.patching_from_workdir(_WORKDIR.value, threshold=_THRESHOLD.value)
+  view = show.patch_view(_TEXT.value.encode(), pcfg, em)
   png = show.write_png(view, out + ".png")
   page = show.write_html(view, out + ".html", png_name=os.path.basename(png))
   print(" | ".join(p.decode("utf-8", errors="replace") for p in view.patches))

@@ -10,7 +10,11 @@ or a spec such as "gguf:gpt-2" / "bpe:2048". The result loads with `jaxtok.resto
 
 from absl import app, flags, logging
 
-from jaxtok.tokenizers import transfer
+import jaxtok
+from jaxtok import generate
+from jaxtok.models import workdir as workdir_lib
+from jaxtok.tokenizers.load import load_tokenizer
+from jaxtok.train import zett
 
 _BASE = flags.DEFINE_string("base", "", "jaxtok workdir or GGUF (default: the hypernet's base).")
 _HYPERNET = flags.DEFINE_string(
@@ -30,14 +34,19 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  transfer.run(
+  res = zett.transfer_job(
     base=_BASE.value,
     hypernet=_HYPERNET.value,
     tokenizer=_TOKENIZER.value,
     out=_OUT.value,
     method=_METHOD.value,
-    prompt=_PROMPT.value,
   )
+  print(f"wrote {res['out']}: {res['vocab']} tokens ({res['target']}), from {_METHOD.value}")
+  if _PROMPT.value:
+    model, _ = jaxtok.restore(res["out"])
+    tok = load_tokenizer(workdir_lib.tokenizer_path(res["out"]))
+    text = generate.generate_text(model, tok, _PROMPT.value)
+    print(f"generation check: {_PROMPT.value!r} -> {text.decode('utf-8', errors='replace')!r}")
 
 
 if __name__ == "__main__":

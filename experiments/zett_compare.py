@@ -8,7 +8,7 @@ Trains what is missing (base LM, hypernetwork), then writes results.json and res
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxtok.eval import zett_compare
+from jaxtok.compare import zett as zett_compare
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/zett_tiny.py", "configs/zett_*.py")
 _WORKDIR = flags.DEFINE_string(

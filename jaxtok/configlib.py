@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, ClassVar
+
+from ml_collections import config_dict
 
 
 def require(ok: bool, field: str, why: str) -> None:
@@ -44,3 +47,24 @@ class Section:
 
   def need(self, ok: bool, field: str, why: str) -> None:
     require(ok, f"{self.section}.{field}={getattr(self, field)!r}", why)
+
+
+def defaults(cls: type[Section], **overrides) -> config_dict.ConfigDict:
+  """A config section holding the fields of `cls` at their defaults (+ `overrides`).
+
+  The dataclass is the one place a default is written. Fields whose default is
+  None become typed placeholders, so `--config.<section>.<field>=<value>` can set them.
+  """
+  hints = typing.get_type_hints(cls)
+  out = {}
+  for f in dataclasses.fields(cls):
+    if f.name in cls.internal:
+      continue
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    value = overrides.pop(f.name, default)
+    if value is None:
+      kinds = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
+      value = config_dict.placeholder(kinds[0] if len(kinds) == 1 else object)
+    out[f.name] = value
+  out.update(overrides)  # keys that are not fields, e.g. the model's `name`
+  return config_dict.ConfigDict(out)

@@ -30,10 +30,14 @@ from flax import nnx, struct
 
 from jaxtok import patching
 from jaxtok.data import codec, hashing
+from jaxtok.models import entropy_model
+from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.blt import BLT
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer
 from jaxtok.nn import attention as attn_lib
-from jaxtok.patching.entropy import EntropyModel, entropy_from_logits, per_byte_entropies
+from jaxtok.patching.entropy import entropy_from_logits, per_byte_entropies
+from jaxtok.tokenizers.byte_view import ByteTokenizer
 
 # Ids a sampler may produce: bytes and EOS (not BOS, BOE, the BPE delimiter or PAD).
 _ALLOWED = np.zeros(codec.VOCAB_SIZE, bool)
@@ -498,13 +502,50 @@ def generate_transformer(
 
 def load_for_generation(workdir: str):
   """(kind, model, patching config, entropy model) of a training workdir."""
-  from jaxtok.train.trainer import restore
-
-  model, config = restore(workdir)
+  model, config = workdir_lib.restore(workdir)
   if isinstance(model, BLT):
-    pcfg = patching.PatchingConfig.from_dict(config.patching)
-    em = EntropyModel.load(pcfg.entropy_model_workdir) if pcfg.scheme == "entropy" else None
+    pcfg, em = entropy_model.patching_from_workdir(workdir)
     return "blt", model, pcfg, em
   if isinstance(model, Transformer) and not config.data.get("tokenizer"):
     return "transformer", model, None, None
   raise ValueError(f"{workdir}: generation supports BLTs and byte-level transformers")
+
+
+# --- token models ----------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(graphdef, state, tokens_BxT, cache):
+  return nnx.merge(graphdef, state).decode(tokens_BxT, cache)
+
+
+def generate_text(
+  model: Transformer,
+  tok: ByteTokenizer,
+  prompt: bytes | str,
+  *,
+  max_new_tokens: int = 32,
+  temperature: float = 0.0,
+  seed: int = 0,
+) -> bytes:
+  """Continues `prompt` with a token model's KV cache: greedy (temperature 0) or sampled."""
+  ids = np.concatenate([[tok.bos_id], tok.encode(prompt)]).astype(np.int32)
+  graphdef, state = nnx.split(model)
+  cache = model.init_cache(1, len(ids) + max_new_tokens)
+  logits, cache = _decode(graphdef, state, jnp.asarray(ids)[None], cache)
+  rng = np.random.default_rng(seed)
+  out: list[int] = []
+  for _ in range(max_new_tokens):
+    last = np.asarray(logits[0, -1], np.float64)
+    last[tok.lengths == 0] = -np.inf  # no pad/bos/unk; eos is handled below
+    last[tok.eos_id] = np.asarray(logits[0, -1])[tok.eos_id]
+    if temperature > 0:
+      p = np.exp((last - last.max()) / temperature)
+      nxt = int(rng.choice(len(p), p=p / p.sum()))
+    else:
+      nxt = int(np.argmax(last))
+    if nxt == tok.eos_id:
+      break
+    out.append(nxt)
+    logits, cache = _decode(graphdef, state, jnp.asarray([[nxt]], jnp.int32), cache)
+  return tok.decode(out)

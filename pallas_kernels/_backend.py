@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import jax
 from jax.experimental import pallas as pl
+from jax.sharding import PartitionSpec as P
+
+from jaxtok import sharding as shd
 
 BACKENDS = ("cpu", "tpu", "gpu")
 
@@ -65,7 +68,7 @@ def per_shard(fn, in_names, out_names):
   more than one device; `fn` itself otherwise.
 
   `in_names`/`out_names` give every array's logical axis names (None: not
-  split), mapped to mesh axes by `jaxtok.nn.sharding.RULES`. A name whose mesh
+  split), mapped to mesh axes by `jaxtok.sharding.RULES`. A name whose mesh
   axes do not divide all of its dimensions stays whole. A kernel is opaque to
   XLA's partitioner, which would otherwise gather its operands to every device.
   """
@@ -74,10 +77,6 @@ def per_shard(fn, in_names, out_names):
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.size == 1:
       return fn(*args)
-    from jax.sharding import PartitionSpec as P
-
-    from jaxtok.nn import sharding as shd
-
     dims: dict[str, list[int]] = {}
     for names, x in zip(in_names, args):
       for name, dim in zip(names, x.shape):

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from jaxtok.nn.attention import Mask
+from jaxtok.masking import Mask
 from pallas_kernels import _backend
 
 BLOCK_Q = 128
@@ -74,7 +74,7 @@ def attention(
 
   Differentiable in q, k, v. Inside an ambient mesh (`jax.set_mesh`) the kernels
   run per shard under `jax.shard_map`: batch over the mesh axes that
-  `jaxtok.nn.sharding` maps "batch" to, heads over those it maps "heads" to.
+  `jaxtok.sharding` maps "batch" to, heads over those it maps "heads" to.
   `backend` ("cpu" | "tpu" | "gpu") overrides the default JAX backend.
   """
   kw = dict(scale=scale, block_q=block_q, block_k=block_k, backend=backend)

@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from jaxtok.nn import pooling
 from pallas_kernels import _backend
 
+KINDS = ("max", "mean")
 BLOCK_P = 8
 BLOCK_T = 64
 _BIG = 1 << 29
@@ -46,8 +46,28 @@ class _Cfg:
 
 
 def segment_pool_reference(x_BxTxD, ids_BxT, num_segments: int, kind: str) -> jax.Array:
-  """The jnp twin: `jaxtok.nn.pooling.segment_pool(impl="xla")`."""
-  return pooling.segment_pool(x_BxTxD, ids_BxT, num_segments, kind, impl="xla")
+  """The jnp twin (`jaxtok.nn.pooling.segment_pool(impl="xla")`): segment_max/sum per row."""
+  ids_BxT = ids_BxT.astype(jnp.int32)
+
+  def one(x, ids):
+    count = jax.ops.segment_sum(jnp.ones_like(ids, x.dtype), ids, num_segments)[:, None]
+    if kind == "max":
+      return jnp.where(count > 0, jax.ops.segment_max(x, ids, num_segments), 0).astype(x.dtype)
+    return (jax.ops.segment_sum(x, ids, num_segments) / jnp.maximum(count, 1)).astype(x.dtype)
+
+  return jax.vmap(one)(x_BxTxD, ids_BxT)
+
+
+def check(x_BxTxD, ids_BxT, num_segments: int, kind: str) -> None:
+  """Clear errors for bad arguments (shared with the kernel)."""
+  if kind not in KINDS:
+    raise ValueError(f"pooling kind must be one of {KINDS}, got {kind!r}")
+  if x_BxTxD.ndim != 3 or ids_BxT.shape != x_BxTxD.shape[:2]:
+    raise ValueError(f"expected x B x T x D and ids B x T, got {x_BxTxD.shape} and {ids_BxT.shape}")
+  if not jnp.issubdtype(ids_BxT.dtype, jnp.integer):
+    raise ValueError(f"segment ids must be integers, got {ids_BxT.dtype}")
+  if num_segments < 1:
+    raise ValueError(f"num_segments must be positive, got {num_segments}")
 
 
 def segment_pool(
@@ -61,7 +81,7 @@ def segment_pool(
   backend: str | None = None,
 ) -> jax.Array:
   """B x num_segments x D max or mean of the bytes of each patch (Pallas kernel)."""
-  pooling.check(x_BxTxD, ids_BxT, num_segments, kind)
+  check(x_BxTxD, ids_BxT, num_segments, kind)
   backend = _backend.resolve(backend)
   b, t, d = x_BxTxD.shape
   bp = _backend.block_size(block_p, num_segments, backend)

@@ -7,9 +7,9 @@ from flax import nnx
 from jaxtok import generate
 from jaxtok.data import codec
 from jaxtok.models.blt import BLT, BLTConfig
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
-from jaxtok.patching.entropy import EntropyModel
 
 SMALL = dict(
   d_local=32,

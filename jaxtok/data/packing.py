@@ -276,6 +276,13 @@ class PackedBatches(Iterator[Batch]):
 # ---------------------------------------------------------------------------
 
 
+def with_target_bytes(batch: Batch, lengths: np.ndarray) -> Batch:
+  """`batch` plus "target_bytes": the bytes each target token stands for (0 for padding),
+  so that token models count bits per byte over the same bytes as byte models."""
+  t = batch["targets"]
+  return {**batch, "target_bytes": np.where(t >= 0, lengths[np.maximum(t, 0)], 0).astype(np.int32)}
+
+
 class _Raised:
   def __init__(self, error: BaseException):
     self.error = error

@@ -33,26 +33,21 @@ Deliberate differences from the reference implementation (facebookresearch/blt):
 from __future__ import annotations
 
 import dataclasses
-import functools
-import threading
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jaxtok import patching
 from jaxtok.configlib import Section
-from jaxtok.data import hashing
 from jaxtok.data.codec import VOCAB_SIZE
-from jaxtok.eval.flops import Flops, transformer_flops_per_token, visible_keys
+from jaxtok.models.flops import Flops, transformer_flops_per_token, visible_keys
+from jaxtok.models.losses import token_ce_sums
 from jaxtok.models.transformer import DTYPES, Block, KVCache, TransformerConfig
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn import pooling
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
-from jaxtok.train.losses import token_ce_sums
-from jaxtok.train.task import Task, register_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,59 +471,7 @@ def flops_by_part(flops: Flops) -> dict[str, float]:
   return out
 
 
-# --- training task ------------------------------------------------------------------------------
-
-
-class BLTBatches:
-  """Host side of BLT training: packed byte rows -> + patch starts (+ hash ids).
-
-  Entropies come from the entropy model run on the rows (on the fly) or from
-  the packer (precomputed, feature "next_entropies"). Patch starts get one
-  column more than the row: the byte after it (the last target) may start a
-  patch, which the decoder alignment needs.
-  """
-
-  def __init__(self, pcfg: patching.PatchingConfig, mcfg: BLTConfig, *, entropy_model=None):
-    self.pcfg, self.mcfg = pcfg, mcfg
-    self._entropy_model = entropy_model  # None: loaded from the workdir on first use
-    self._lock = threading.Lock()
-    self._starts = jax.jit(functools.partial(patching.patch_starts, pcfg))
-
-  def entropy_model(self):
-    from jaxtok.patching.entropy import EntropyModel
-
-    with self._lock:
-      if self._entropy_model is None:
-        self._entropy_model = EntropyModel.load(self.pcfg.entropy_model_workdir)
-      return self._entropy_model
-
-  def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from jaxtok.patching.entropy import per_byte_entropies
-
-    batch = dict(batch)
-    inputs, targets = batch["inputs"], batch["targets"]
-    seg, pos = batch["segment_ids"], batch["positions"]
-    # The row plus the byte after it (PAD when the document ends in the row).
-    nxt = targets[:, -1:]
-    ids_n = np.concatenate([inputs, nxt], axis=1)
-    seg_n = np.concatenate([seg, np.where(nxt >= 0, seg[:, -1:], 0)], axis=1)
-    pos_n = np.concatenate([pos, pos[:, -1:] + 1], axis=1)
-    entropies = None
-    if self.pcfg.scheme == "entropy":
-      nxt_h = batch.pop("next_entropies", None)
-      if nxt_h is None:
-        nxt_h = self.entropy_model().next_entropies(inputs, seg, pos)
-      entropies = per_byte_entropies(nxt_h)
-    batch["patch_starts"] = np.asarray(self._starts(ids_n, pos_n, seg_n, entropies))
-    if self.mcfg.n_hash_tables:
-      batch["hash_ids"] = hashing.hash_ids(
-        inputs,
-        seg,
-        ngram_sizes=self.mcfg.hash_ngram_sizes,
-        n_hash_functions=self.mcfg.hash_functions,
-        vocab=self.mcfg.hash_vocab,
-      )
-    return batch
+# --- loss ----------------------------------------------------------------------------------------
 
 
 def blt_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -545,77 +488,3 @@ def blt_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   sums["patch_bytes"] = jnp.sum(lay.lengths_BxP).astype(jnp.float32)
   sums["overflow_bytes"] = jnp.sum(lay.overflow_B).astype(jnp.float32)
   return sums
-
-
-def measure_bytes_per_patch(batches: BLTBatches, packed, n_bytes: int = 32768) -> float:
-  """Mean patch size over about `n_bytes` of batches (no patch-slot limit)."""
-  nbytes = npatches = 0
-  while nbytes < n_bytes:
-    b = batches(next(packed))
-    valid = b["segment_ids"] > 0
-    nbytes += int(valid.sum())
-    npatches += int((b["patch_starts"][:, :-1] & valid).sum())
-  return nbytes / max(npatches, 1)
-
-
-@register_task("blt")
-def blt_task(config) -> Task:
-  """A BLT on bytes; `config.patching` says how bytes are grouped into patches."""
-  from jaxtok.data import codec, packing
-  from jaxtok.train.task import load_train_corpus
-
-  if config.data.get("tokenizer"):
-    raise ValueError(
-      f"config.data.tokenizer={config.data.tokenizer!r}: a BLT reads bytes; leave it empty"
-    )
-  if "patching" not in config:
-    raise ValueError("config.patching is missing: a BLT config needs one (see configs/blt_*.py)")
-  pcfg = patching.PatchingConfig.from_dict(config.patching)
-  seq_len = config.data.seq_len
-  cfg = BLTConfig.from_dict(
-    config.model, max_patches=pcfg.max_patches or seq_len, lookahead=pcfg.lookahead
-  )
-  host = BLTBatches(pcfg, cfg)
-  encode_fn = codec.encode
-  if pcfg.scheme == "entropy" and pcfg.entropies == "precomputed":
-    from jaxtok.patching.entropy import EntropyStore, store_paths
-
-    store = EntropyStore(list(store_paths(config).values()))
-
-    def encode_fn(doc: bytes):
-      return {"inputs": codec.encode(doc), "next_entropies": store(doc)}
-
-  if not pcfg.bytes_per_patch:
-    packed = packing.PackedBatches(
-      load_train_corpus(config),
-      batch_size=config.data.batch_size,
-      seq_len=seq_len,
-      seed=config.train.seed,
-      encode_fn=encode_fn,
-    )
-    with config.unlocked():  # kept in config.json, so restoring does not measure again
-      config.patching.bytes_per_patch = measure_bytes_per_patch(host, packed)
-    pcfg = patching.PatchingConfig.from_dict(config.patching)
-  flops = blt_flops(cfg, seq_len, pcfg.bytes_per_patch)
-
-  def eval_results(sums: dict[str, float]) -> dict[str, float]:
-    return {
-      "val_bytes_per_patch": sums["patch_bytes"] / max(sums["patches"], 1.0),
-      "val_overflow_fraction": sums["overflow_bytes"] / max(sums["tokens"], 1.0),
-    }
-
-  return Task(
-    name=f"blt_{pcfg.scheme}",
-    model_config=cfg,
-    build_model=lambda rngs: BLT(cfg, rngs=rngs),
-    loss_fn=blt_loss,
-    flops=flops,
-    encode_fn=encode_fn,
-    host_transform=host,
-    eval_results=eval_results,
-    extra={
-      "patching": pcfg.scheme if pcfg.scheme != "entropy" else f"entropy-{pcfg.rule}",
-      "bytes_per_patch": pcfg.bytes_per_patch,
-      **{f"flops_per_byte_{k}": v for k, v in flops_by_part(flops).items()},
-    },
-  )

@@ -19,10 +19,12 @@ heads zero-initialised: the untrained hypernetwork is exactly FVT.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxtok.configlib import Section
@@ -42,7 +44,8 @@ class HypernetConfig(Section):
   alpha: float = 1.0
   dtype: str = "float32"
 
-  section: ClassVar[str] = "hypernet"
+  section: ClassVar[str] = "model"
+  ignored: ClassVar[frozenset[str]] = frozenset({"name"})
 
   def validate(self) -> None:
     need = self.need
@@ -151,3 +154,25 @@ class Hypernet(nnx.Module):
       if self.untied:
         pred_out = fvt(ids_NxL, emb_out) + self.cfg.alpha * pred_out
     return pred_in, pred_out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef, state, ids_NxL, emb_in, emb_out):
+  return nnx.merge(graphdef, state)(ids_NxL, emb_in, emb_out)
+
+
+def predictor(hypernet: Hypernet, emb_in, emb_out=None):
+  """numpy decomposition ids [N, L] -> numpy (input, output or None) embeddings [N, D].
+
+  The jitted function is shared by every hypernetwork of the same structure: new
+  weights or a new predictor do not compile again.
+  """
+  graphdef, state = nnx.split(hypernet)
+  emb_in = jnp.asarray(emb_in)
+  emb_out = None if emb_out is None else jnp.asarray(emb_out)
+
+  def predict(ids_NxL):
+    e_in, e_out = _apply(graphdef, state, jnp.asarray(ids_NxL), emb_in, emb_out)
+    return np.asarray(e_in), None if e_out is None else np.asarray(e_out)
+
+  return predict

@@ -9,10 +9,10 @@ on CPU, and it has not been measured on an accelerator yet.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+
+from pallas_kernels import segment_pool as kernel
 
 IMPLS = ("xla", "pallas")
-KINDS = ("max", "mean")
 
 
 def segment_pool(
@@ -29,33 +29,9 @@ def segment_pool(
   no position pool to zeros. Differentiable in x (a max's gradient is split
   evenly among tied maxima).
   """
-  check(x_BxTxD, ids_BxT, num_segments, kind)
+  kernel.check(x_BxTxD, ids_BxT, num_segments, kind)
   if impl == "xla":
-    return _segment_pool_xla(x_BxTxD, ids_BxT.astype(jnp.int32), num_segments, kind)
+    return kernel.segment_pool_reference(x_BxTxD, ids_BxT, num_segments, kind)
   if impl == "pallas":
-    from pallas_kernels import segment_pool as kernel  # optional dependency
-
     return kernel.segment_pool(x_BxTxD, ids_BxT, num_segments, kind)
   raise ValueError(f"pooling impl must be one of {IMPLS}, got {impl!r}")
-
-
-def check(x_BxTxD, ids_BxT, num_segments: int, kind: str) -> None:
-  """Clear errors for bad arguments (shared with the kernel)."""
-  if kind not in KINDS:
-    raise ValueError(f"pooling kind must be one of {KINDS}, got {kind!r}")
-  if x_BxTxD.ndim != 3 or ids_BxT.shape != x_BxTxD.shape[:2]:
-    raise ValueError(f"expected x B x T x D and ids B x T, got {x_BxTxD.shape} and {ids_BxT.shape}")
-  if not jnp.issubdtype(ids_BxT.dtype, jnp.integer):
-    raise ValueError(f"segment ids must be integers, got {ids_BxT.dtype}")
-  if num_segments < 1:
-    raise ValueError(f"num_segments must be positive, got {num_segments}")
-
-
-def _segment_pool_xla(x_BxTxD, ids_BxT, num_segments, kind):
-  def one(x, ids):
-    count = jax.ops.segment_sum(jnp.ones_like(ids, x.dtype), ids, num_segments)[:, None]
-    if kind == "max":
-      return jnp.where(count > 0, jax.ops.segment_max(x, ids, num_segments), 0).astype(x.dtype)
-    return (jax.ops.segment_sum(x, ids, num_segments) / jnp.maximum(count, 1)).astype(x.dtype)
-
-  return jax.vmap(one)(x_BxTxD, ids_BxT)

@@ -26,6 +26,7 @@ class PatchingConfig(Section):
   entropy_model_workdir: str = ""  # training workdir of the entropy model (entropy scheme)
   entropies: str = "on_the_fly"  # "on_the_fly" (run the entropy model) or "precomputed"
   entropy_batch_size: int = 16  # rows per entropy-model call in the precompute pass
+  entropy_store: str = ""  # precomputed: where they are (set by jaxtok.train.prepare)
   bytes_per_patch: float = 0.0  # for FLOP accounting; 0 = measured on training batches at start
 
   section: ClassVar[str] = "patching"

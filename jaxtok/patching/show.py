@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxtok import patching
 from jaxtok.data import codec
-from jaxtok.patching.entropy import EntropyModel, per_byte_entropies
+from jaxtok.patching.entropy import per_byte_entropies
 
 
 @dataclasses.dataclass
@@ -34,9 +34,7 @@ class PatchView:
     return [self.data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def patch_view(
-  text: bytes, pcfg: patching.PatchingConfig, entropy_model: EntropyModel | None = None
-) -> PatchView:
+def patch_view(text: bytes, pcfg: patching.PatchingConfig, entropy_model=None) -> PatchView:
   """Entropies (if a model is given) and patch starts of `text`, as one document after BOS."""
   if not text:
     raise ValueError("the text to show is empty")
@@ -132,20 +130,3 @@ def write_html(view: PatchView, path: str, png_name: str | None = None) -> str:
   with open(path, "w", encoding="utf-8") as f:
     f.write(page)
   return path
-
-
-def view_from_workdir(workdir: str, text: bytes, *, threshold: float | None = None) -> PatchView:
-  """A BLT workdir (its patching config and entropy model) or an entropy model's workdir."""
-  from jaxtok.train.trainer import load_config
-
-  config = load_config(workdir)
-  if config.model.get("name") == "blt":
-    pcfg = patching.PatchingConfig.from_dict(config.patching)
-    em_dir = pcfg.entropy_model_workdir if pcfg.scheme == "entropy" else None
-  else:  # the entropy model itself: BLT's global rule
-    pcfg = patching.PatchingConfig(scheme="entropy", entropy_model_workdir=workdir)
-    em_dir = workdir
-  if threshold is not None:
-    pcfg = dataclasses.replace(pcfg, threshold=threshold)
-  em = EntropyModel.load(em_dir) if em_dir else None
-  return patch_view(text, pcfg, em)

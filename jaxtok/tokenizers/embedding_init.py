@@ -22,12 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from jaxtok.models.hypernet import Hypernet
 from jaxtok.tokenizers import decompose as dec
 from jaxtok.tokenizers.byte_view import ByteTokenizer
 
@@ -90,33 +86,28 @@ def fvt_init(target: ByteTokenizer, base: BaseEmbeddings, max_len: int = dec.DEF
 def hypernet_init(
   target: ByteTokenizer,
   base: BaseEmbeddings,
-  hypernet: Hypernet,
+  predict,
+  max_len: int,
   chunk: int = 4096,
   *,
   copy_shared: bool = False,
 ):
   """The hypernetwork's embeddings for every token of `target` (in chunks of `chunk` tokens).
 
+  `predict` maps decompositions into base tokens ([chunk, max_len] ids, -1 padded) to the
+  predicted (input, output or None) embeddings (`jaxtok.models.hypernet.predictor`).
   `copy_shared` keeps the base embeddings of tokens that exist in the base vocabulary
   (lexical copy) and uses the hypernetwork for the rest.
   """
-  ids = dec.decompose(target, base.tok, hypernet.cfg.max_len)
-  graphdef, state = nnx.split(hypernet)
-  tables_dev = [jnp.asarray(t) for t in base.tables]
-
-  @jax.jit
-  def predict(state, ids_chunk, *tables):
-    return nnx.merge(graphdef, state)(ids_chunk, *tables)
-
+  ids = dec.decompose(target, base.tok, max_len)
   outs_in, outs_out = [], []
   for s in range(0, len(ids), chunk):
     part = ids[s : s + chunk]
     pad = chunk - len(part)  # one compiled shape for every chunk
-    part = np.pad(part, ((0, pad), (0, 0)), constant_values=-1)
-    e_in, e_out = predict(state, jnp.asarray(part), *tables_dev)
-    outs_in.append(np.asarray(e_in)[: chunk - pad])
+    e_in, e_out = predict(np.pad(part, ((0, pad), (0, 0)), constant_values=-1))
+    outs_in.append(e_in[: chunk - pad])
     if e_out is not None:
-      outs_out.append(np.asarray(e_out)[: chunk - pad])
+      outs_out.append(e_out[: chunk - pad])
   tables = [np.concatenate(outs_in)] + ([np.concatenate(outs_out)] if outs_out else [])
   if copy_shared:
     shared = dec.shared_ids(target, base.tok)

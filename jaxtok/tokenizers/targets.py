@@ -1,18 +1,33 @@
-"""Train target tokenizers of the three common families with HF `tokenizers`.
+"""Target tokenizers for zero-shot transfer, and the text they are trained and scored on.
 
 Zero-shot transfer is evaluated on tokenizers the hypernetwork never saw:
 byte-level BPE (GPT-2 style), SentencePiece-style Unigram (metaspace, no
 byte fallback: bytes it lacks are covered by the byte view) and BERT-style
-WordPiece (drops whitespace; the byte view restores it).
+WordPiece (drops whitespace; the byte view restores it), trained here with HF
+`tokenizers`, and real vocabularies.
+
+Target specs:
+  "bpe:N" | "unigram:N" | "wordpiece:N"  trained on a text spec
+  "gguf:<name>"                           a llama.cpp vocabulary (gpt-2, llama-bpe, qwen2, ...)
+  "<path>"                                any tokenizer.json / .model / .gguf
+Text specs:
+  a corpus name for `load_corpus` ("stdlib", "files:...", a tfds name),
+  or "deb:<package>[:<glob>]" (a Debian text package; held out by hash).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from jaxtok.tokenizers import bpe
+from jaxtok.data import corpora
+from jaxtok.tokenizers import bpe, sources
+from jaxtok.tokenizers.byte_view import ByteTokenizer, sidecar_path
+from jaxtok.tokenizers.load import load_tokenizer
 
 KINDS = ("bpe", "unigram", "wordpiece")
 
@@ -50,3 +65,76 @@ def train_tokenizer(kind: str, texts: Iterable[bytes | str], vocab_size: int) ->
     raise ValueError(f"tokenizer kind {kind!r}: expected one of {KINDS}")
   tok.train_from_iterator(_texts(texts), trainer)
   return tok
+
+
+class Unavailable(RuntimeError):
+  """A target or text source that cannot be had here (offline, package missing)."""
+
+
+def _held_out(doc: bytes, fraction: float = 0.1) -> bool:
+  h = hashlib.blake2b(doc[:4096], digest_size=8).digest()
+  return int.from_bytes(h, "little") / 2**64 < fraction
+
+
+def text_source(spec: str, split: str, config, *, max_docs: int, doc_bytes: int) -> list[bytes]:
+  """Up to `max_docs` documents (each cut to `doc_bytes`) of one split of a text spec."""
+  fetch = bool(config.compare.get("fetch", True)) if "compare" in config else True
+  if spec.startswith("deb:"):
+    pkg, _, pattern = spec[4:].partition(":")
+    docs = sources.debian_texts(pkg, pattern or "**/*", fetch=fetch)
+    if docs is None:
+      raise Unavailable(sources.last_error.get(f"deb:{pkg}", f"Debian package {pkg} unavailable"))
+    docs = [x for x in docs if _held_out(x) == (split == "validation")]
+  else:
+    d = config.data
+    corpus = corpora.corpus_for(d, split, spec)
+    docs = [corpus[i] for i in range(min(len(corpus), max_docs))]
+  docs = [x[:doc_bytes] for x in docs if x.strip()][:max_docs]
+  if not docs:
+    raise Unavailable(f"text source {spec!r} has no {split} documents")
+  return docs
+
+
+def _save_atomic(tok: ByteTokenizer, path: str) -> None:
+  """Saves into a temporary folder, then moves the sidecar and (last) the tokenizer in place."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+    tmp_path = os.path.join(tmp, os.path.basename(path))
+    tok.save(tmp_path)
+    os.replace(sidecar_path(tmp_path), sidecar_path(path))
+    os.replace(tmp_path, path)
+
+
+def make_target(spec: str, config, train_text: str | None = None) -> ByteTokenizer:
+  """The target tokenizer of a spec (trained ones are cached by spec and text).
+
+  `config` (a ZeTT config) names the text that "bpe:N"-style targets are trained on; without
+  one, only files and "gguf:<name>" vocabularies (fetched when absent) can be made.
+  """
+  kind, _, arg = spec.partition(":")
+  if kind in KINDS and config is None:
+    raise ValueError(
+      f"target {spec!r} is trained on text: pass --hypernet (its config names the text) "
+      "or a tokenizer file"
+    )
+  if kind in KINDS:
+    source = train_text or config.data.name
+    c = config.compare if "compare" in config else None
+    n_docs = c.target_docs if c is not None else 200
+    key = hashlib.blake2b(f"{spec}|{source}|{n_docs}".encode(), digest_size=8).hexdigest()
+    path = os.path.join(sources.cache_dir(), "zett_targets", f"{kind}{arg}-{key}.json")
+    if not os.path.exists(path):
+      docs = text_source(source, "train", config, max_docs=n_docs, doc_bytes=1 << 20)
+      tok = ByteTokenizer(train_tokenizer(kind, docs, int(arg)), name=f"{spec}@{source}")
+      _save_atomic(tok, path)
+    return load_tokenizer(path)
+  if kind == "gguf":
+    if config is None:
+      fetch = True  # asked for by name on the command line
+    else:
+      fetch = bool(config.compare.get("fetch", True)) if "compare" in config else False
+    path = sources.llama_cpp_vocab(arg, fetch=fetch)
+    if path is None:
+      raise Unavailable(sources.last_error.get(f"vocab:{arg}", f"vocab {arg} unavailable"))
+    return load_tokenizer(path)
+  return load_tokenizer(spec)

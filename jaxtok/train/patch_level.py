@@ -52,11 +52,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtok import patching
 from jaxtok.data.codec import OFFSET, PAD_ID
-from jaxtok.eval.flops import Flops
+from jaxtok.models import workdir as workdir_lib
+from jaxtok.models.blt import BLT, blt_flops
+from jaxtok.models.flops import Flops
+from jaxtok.models.losses import token_ce_sums
 from jaxtok.models.transformer import Transformer
-from jaxtok.train.losses import token_ce_sums
 from jaxtok.train.phases import Phase
+
+
+def enabled(config) -> bool:
+  pl = config.train.get("patch_level")
+  return pl is not None and bool(pl.get("K", 0)) and bool(pl.get("fraction", 0.0))
 
 
 def validate(config) -> None:
@@ -200,8 +208,6 @@ def blt_group_layout(lay, segment_ids_BxT: jax.Array, k: int) -> dict[str, jax.A
 
 def blt_latent_patch_loss(model, batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
   """Byte cross-entropy sums of a BLT whose latent reads groups of `k` patches."""
-  from jaxtok import patching
-
   cfg = model.cfg
   seg, pos = batch["segment_ids"], batch["positions"]
   lay = patching.layout(batch["patch_starts"], seg, cfg.max_patches, lookahead=cfg.lookahead)
@@ -253,13 +259,12 @@ def make_phases(task, config) -> list[Phase]:
 
 
 def _blt_patch_phase(task, config, model, k: int) -> Phase:
-  from jaxtok.models.blt import BLT, blt_flops
-
   if not isinstance(model, BLT):
     raise ValueError(f"config.train.patch_level.blt_latent=True: the model is a {type(model)}")
   # Per-latent work (the latent itself, the decoder's reading of it) runs once per group of
   # K patches, as if patches were K times longer; the encoder and to_global still run per patch.
-  cfg, bpp, seq_len = task.model_config, task.extra["bytes_per_patch"], config.data.seq_len
+  cfg, seq_len = workdir_lib.model_config(config), config.data.seq_len
+  bpp = config.patching.bytes_per_patch
   plain, grouped = blt_flops(cfg, seq_len, bpp).parts, blt_flops(cfg, seq_len, bpp * k).parts
   per_patch = lambda n: n.startswith("encoder/") or n == "global/to_global"
   flops = Flops({n: (plain if per_patch(n) else grouped)[n] for n in plain})

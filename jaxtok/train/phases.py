@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from jaxtok.eval.flops import Flops
+from jaxtok.models.flops import Flops
 from jaxtok.train.steps import LossFn
 
 
@@ -27,18 +27,6 @@ class Phase:
   flops: Flops  # forward FLOPs per byte of training data in this phase
   transform: Callable[[dict], dict] | None = None  # packed host batch -> this phase's batch
   cost: float = 1.0  # cost of a step relative to a step of the last phase (for the report)
-
-
-def make_phases(task, config) -> list[Phase]:
-  """The phases `config` asks for; phases with no steps are left out."""
-  pl = config.train.get("patch_level")
-  if pl is not None and pl.get("K", 0) and pl.get("fraction", 0.0):
-    from jaxtok.train import patch_level  # imports this module
-
-    phases = patch_level.make_phases(task, config)
-  else:
-    phases = [Phase("train", config.train.steps, task.loss_fn, task.flops)]
-  return [p for p in phases if p.steps > 0]
 
 
 def new_stats() -> dict[str, Any]:
@@ -64,13 +52,15 @@ def median_step_time(windows: list[list[float]]) -> float:
   return per_step[-1][0]
 
 
-def report(phases: list[Phase], stats: list[dict[str, float]]) -> dict[str, Any]:
-  """Per-phase numbers and, for several phases, the cost relative to running all the
-  steps as the last phase does.
+def report(
+  phases: list[Phase], stats: list[dict[str, float]], *, compare: bool = True
+) -> dict[str, Any]:
+  """Per-phase numbers and, with `compare` and several phases, the cost relative to
+  running all the steps as the last phase does (patch-level training).
 
   step_time_s is measured (compilation, evaluation and checkpointing excluded),
   step_time_median_s is its robust twin (see new_stats), and train_flops comes
-  from the FLOP model of jaxtok.eval.flops.
+  from the FLOP model of jaxtok.models.flops.
   relative_cost counts a step of phase i at `cost_i` (patch steps at 1/K: the
   theoretical λ/K + 1 - λ); relative_train_flops is the same ratio in FLOPs;
   wall_clock_ratio is Σ step_time_i x steps_i / (step_time_last x all steps),
@@ -94,7 +84,7 @@ def report(phases: list[Phase], stats: list[dict[str, float]]) -> dict[str, Any]
       )
     )
   out: dict[str, Any] = {"phases": rows}
-  if len(phases) > 1:
+  if compare and len(phases) > 1:
     total = sum(p.steps for p in phases)
     flops_as_last = phases[-1].flops.train * sum(s["bytes"] for s in stats)
     out.update(

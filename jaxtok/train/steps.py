@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from jaxtok.train.losses import LN2
+from jaxtok.models.losses import LN2
 
 LossFn = Callable[[nnx.Module, dict[str, jax.Array]], dict[str, jax.Array]]
 
@@ -78,8 +78,9 @@ def make_train_step(
     metrics = dict(sums)
     metrics.update(
       loss=sums["loss_sum"] / tokens,
-      bpb=sums["loss_sum"] / LN2 / jnp.maximum(sums.get("bytes", tokens), 1.0),
-      grad_norm=optax.global_norm(grads),
+      # A loss with an auxiliary term reports its cross-entropy part as "ce_sum".
+      bpb=sums.get("ce_sum", sums["loss_sum"]) / LN2 / jnp.maximum(sums.get("bytes", tokens), 1.0),
+      grad_norm=optax.tree.norm(grads),
       lr=schedule(state.step),
     )
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

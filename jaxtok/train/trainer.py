@@ -12,30 +12,31 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
+from jaxtok import checkpoint as ckpt_lib
+from jaxtok import sharding as shd
 from jaxtok.configlib import require
 from jaxtok.data import corpora, packing
-from jaxtok.eval.flops import count_params
-from jaxtok.nn import sharding as shd
-from jaxtok.train import checkpoint as ckpt_lib
+from jaxtok.models import workdir as workdir_lib
+from jaxtok.models.flops import count_params
+from jaxtok.models.losses import summarize
+from jaxtok.train import patch_level, prepare
 from jaxtok.train import phases as phases_lib
-from jaxtok.train.losses import summarize
 from jaxtok.train.metrics import MetricWriter, format_table
 from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
-from jaxtok.train.task import Task, get_task
+from jaxtok.train.task import HostBatches, Task
+from jaxtok.train.tasks import get_task, make_phases
 
 MAX_IN_FLIGHT = 2  # steps dispatched but not finished
 
@@ -65,12 +66,17 @@ def validate_config(config) -> None:
 
 
 def build_params(task: Task, config, mesh):
+  """(graphdef, trainable params, frozen state) of the task's model, placed on the mesh."""
   model = task.build_model(nnx.Rngs(config.train.seed))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  if jax.tree.leaves(rest):
+  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  if any(not isinstance(v, nnx.Param) for v in jax.tree.leaves(frozen, is_leaf=_is_var)):
     raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
-  param_shardings = shd.state_shardings(params, mesh)
-  return graphdef, jax.device_put(params, param_shardings)
+  place = lambda s: jax.device_put(s, shd.state_shardings(s, mesh))
+  return graphdef, place(params), place(frozen)
+
+
+def _is_var(x) -> bool:
+  return isinstance(x, nnx.Variable)
 
 
 def optimizer_for(config, total_steps: int):
@@ -132,8 +138,17 @@ def check_finite(loss, step: int, ckpt: ckpt_lib.Checkpointer) -> None:
     )
 
 
-def to_device(batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+def to_device(
+  batch: dict[str, np.ndarray], sharding, replicated_keys=(), replicated=None
+) -> dict[str, jax.Array]:
+  """Rows split over the mesh's data axes; per-step tables (`replicated_keys`) replicated."""
+
+  def put(k, v):
+    if k in replicated_keys:
+      return jax.device_put(v, replicated)
+    return jax.make_array_from_process_local_data(sharding, v)
+
+  return {k: put(k, v) for k, v in batch.items()}
 
 
 def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
@@ -153,31 +168,11 @@ def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shu
   return corpus, it
 
 
-class HostBatches:
-  """Packed batches + the task's host-side transform; checkpointable like the packer."""
-
-  def __init__(self, it, transform):
-    self._it, self._transform = it, transform
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    batch = next(self._it)
-    return self._transform(batch) if self._transform else batch
-
-  def get_state(self):
-    return self._it.get_state()
-
-  def set_state(self, state):
-    self._it.set_state(state)
-
-
-def evaluate(eval_step, params, batches, sharding) -> dict[str, float]:
+def evaluate(eval_step, params, frozen, batches, to_dev) -> dict[str, float]:
   """Summed statistics over a fixed list of batches -> loss / bpb."""
   totals = None
   for batch in batches:
-    sums = eval_step(params, to_device(batch, sharding))
+    sums = eval_step(params, to_dev(batch), *frozen)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return summarize(jax.device_get(totals))
 
@@ -204,24 +199,31 @@ def sigterm_flag():
 def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
+  Runs that must finish first (`prepare.prerequisites`: a ZeTT base LM) are
+  trained first; `prepare.prepare` resolves what the task needs from the data
+  and the resolved config is what `workdir/config.json` holds.
   `stop_after` ends the run (with a checkpoint) after that global step, as if
   interrupted; tests use it to check that resuming reproduces the losses.
   Returns the results dict that is also written to workdir/results.json.
   """
   validate_config(config)
+  for pre_config, pre_workdir in prepare.prerequisites(config, workdir):
+    print(f"training {pre_workdir} first")
+    train(pre_config, pre_workdir)
+  config = prepare.prepare(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   t, d = config.train, config.data
   task = get_task(config)
-  if task.tokenizer_path:  # keep the tokenizer with the checkpoints it belongs to
-    kept = os.path.join(workdir, "tokenizer.json")
-    if os.path.abspath(task.tokenizer_path) != os.path.abspath(kept):
-      shutil.copyfile(task.tokenizer_path, kept)
-    config.data.tokenizer = kept
   mesh = shd.make_mesh(**config.mesh)
-  batch_sharding = shd.batch_sharding(mesh)
-  graphdef, params = build_params(task, config, mesh)
+  batch_sharding, replicated = shd.batch_sharding(mesh), shd.replicated(mesh)
+
+  def to_dev(batch):
+    return to_device(batch, batch_sharding, task.replicated_keys, replicated)
+
+  graphdef, params, frozen = build_params(task, config, mesh)
+  frozen = (frozen,) if jax.tree.leaves(frozen) else ()  # extra step arguments
   n_params = count_params(params)
-  phases = phases_lib.make_phases(task, config)
+  phases = make_phases(task, config)
   ends = np.cumsum([p.steps for p in phases]).tolist()  # global step at which each phase ends
   pi = 0  # the phase of the steps being taken
   tx, schedule = optimizer_for(config, phases[pi].steps)
@@ -229,18 +231,21 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   stats = [phases_lib.new_stats() for _ in phases]
 
   _, train_it = make_batches(task, config, "train", seed=t.seed, repeat=True, shuffle=True)
-  val_corpus, val_it = make_batches(task, config, "validation", seed=0, repeat=False, shuffle=False)
-  transform = task.host_transform
-  val_batches = []
-  for batch in val_it:
-    val_batches.append(transform(batch) if transform else batch)
-    if d.eval_batches and len(val_batches) >= d.eval_batches:
-      break
-  host_batches = HostBatches(train_it, transform)
+  wrap = task.wrap_batches or (lambda it: HostBatches(it, task.host_transform))
+  host_batches = wrap(train_it)
+  val_corpus, val_batches, evaluator = None, [], None
+  if task.make_evaluator is None:
+    val_corpus, val_it = make_batches(
+      task, config, "validation", seed=0, repeat=False, shuffle=False
+    )
+    for batch in HostBatches(val_it, task.host_transform):
+      val_batches.append(batch)
+      if d.eval_batches and len(val_batches) >= d.eval_batches:
+        break
+  else:
+    evaluator = task.make_evaluator(graphdef)
 
-  ckpt = ckpt_lib.Checkpointer(
-    os.path.join(workdir, "checkpoints"), max_to_keep=t.keep, async_save=t.async_ckpt
-  )
+  ckpt = workdir_lib.checkpointer(workdir, max_to_keep=t.keep, async_save=t.async_ckpt)
   start = ckpt.latest_step() or 0
   if start:
     _, arrays, js = ckpt.restore(
@@ -258,19 +263,24 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     )
     host_batches.set_state(js["data"])
     print(f"resumed from {ckpt.directory} at step {start}")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
   def phase_step():
     return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
 
+  def evaluate_now(params_now) -> dict[str, float]:
+    if evaluator is not None:
+      return evaluator(params_now, *frozen)
+    return evaluate(eval_step, params_now, frozen, val_batches, to_dev)
+
   train_step = phase_step()
-  eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
+  eval_step = make_eval_step(graphdef, task.loss_fn)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
 
   pending: list[tuple[int, int, dict]] = []  # (step, phase, device metrics) not yet fetched
-  window = dict(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)  # since the last log line
+  window = dict(bytes=0.0, tokens=0.0, ce_sum=0.0, time=0.0)  # since the last log line
   clock = {"t": time.perf_counter(), "train_time": 0.0, "steps": 0}
   last_train: dict[str, float] = {}
   data_state = host_batches.get_state()
@@ -285,11 +295,11 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     fetched = jax.device_get([m for _, _, m in pending])
     for (s, i, _), m in zip(pending, fetched):
       check_finite(m["loss"], s, ckpt)
-      writer.write(s, {"loss": m["loss"]}, prefix=f"{phases[i].name}/")
-      for k in ("bytes", "tokens", "loss_sum"):
-        window[k] += float(m[k])
+      writer.write(s, step_scalars(m), prefix=f"{phases[i].name}/")
       for k in ("bytes", "tokens"):
+        window[k] += float(m[k])
         stats[i][k] += float(m[k])
+      window["ce_sum"] += float(m.get("ce_sum", m["loss_sum"]))
     last_train.update({k: float(fetched[-1][k]) for k in ("loss", "bpb", "grad_norm", "lr")})
     pending.clear()
 
@@ -315,7 +325,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     last_train.update(
       bytes_per_s=window["bytes"] / secs,
       tokens_per_s=window["tokens"] / secs,
-      bpb_window=window["loss_sum"] / math.log(2) / max(window["bytes"], 1.0),
+      bpb_window=window["ce_sum"] / math.log(2) / max(window["bytes"], 1.0),
     )
     writer.write(step, last_train, prefix=f"{phases[pi].name}/")
     writer.flush()
@@ -324,7 +334,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       bpb=f"{last_train['bpb_window']:.3f}",
       bytes_s=f"{last_train['bytes_per_s']:.0f}",
     )
-    window.update(bytes=0.0, tokens=0.0, loss_sum=0.0, time=0.0)
+    window.update(bytes=0.0, tokens=0.0, ce_sum=0.0, time=0.0)
     start_clock()
 
   def save(at_step):
@@ -364,7 +374,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
         batch, data_state = next(batches)
         if phases[pi].transform:
           batch = phases[pi].transform(batch)
-        state, metrics = train_step(state, to_device(batch, batch_sharding))
+        state, metrics = train_step(state, to_dev(batch), *frozen)
         step += 1
         clock["steps"] += 1
         pending.append((step, pi, metrics))
@@ -376,14 +386,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
           compile_s += time.perf_counter() - clock["t"]
           compiled = True
           start_clock()
-          window.update(bytes=0.0, tokens=0.0, loss_sum=0.0)
+          window.update(bytes=0.0, tokens=0.0, ce_sum=0.0)
         if step % t.log_every == 0 or step == ends[pi]:
           log_window()
         if t.eval_every and step % t.eval_every == 0 and step < ends[-1]:
           stop_clock()
-          writer.write(
-            step, evaluate(eval_step, state.params, val_batches, batch_sharding), prefix="eval/"
-          )
+          writer.write(step, evaluate_now(state.params), prefix="eval/")
           start_clock()
         if t.ckpt_every and step % t.ckpt_every == 0:
           save(step)
@@ -403,7 +411,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     return {"step": step, "stopped_by": stopped_by}
 
   with jax.set_mesh(mesh):
-    final_eval = evaluate(eval_step, state.params, val_batches, batch_sharding)
+    final_eval = evaluate_now(state.params)
   writer.write(step, final_eval, prefix="eval/")
   writer.close()
   flops = task.flops
@@ -413,25 +421,36 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     "steps": step,
     "parameters": n_params,
     "train_bpb": last_train.get("bpb_window", float("nan")),
-    "val_bpb": final_eval["bpb"],
-    "val_loss": final_eval["loss"],
-    "val_bytes": final_eval["bytes"],
     "bytes_per_s": last_train.get("bytes_per_s", float("nan")),
     "tokens_per_s": last_train.get("tokens_per_s", float("nan")),
-    "train_flops_per_byte": flops.train,
-    "inference_flops_per_byte": flops.inference,
     "compile_s": compile_s,
     "train_time_s": clock["train_time"],
     **task.extra,
-    **(task.eval_results(final_eval) if task.eval_results else {}),
   }
-  results.update(phases_lib.report(phases, stats))
-  if d.get("unigram_baseline", True):
-    results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
+  if flops.parts:  # a task that counts its FLOPs
+    results.update(train_flops_per_byte=flops.train, inference_flops_per_byte=flops.inference)
+  if evaluator is None:
+    results.update(
+      val_bpb=final_eval["bpb"], val_loss=final_eval["loss"], val_bytes=final_eval["bytes"]
+    )
+    if d.get("unigram_baseline", True):
+      results["val_unigram_bpb"] = packing.unigram_bits_per_byte(val_corpus)
+  else:
+    results.update(final_eval)
+  if task.eval_results:
+    results.update(task.eval_results(final_eval))
+  results.update(phases_lib.report(phases, stats, compare=patch_level.enabled(config)))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def step_scalars(m: dict[str, float]) -> dict[str, float]:
+  """What one step logs: its loss, and each extra "<name>_sum" of the loss per token."""
+  tokens = max(float(m["tokens"]), 1.0)
+  sums = {k[:-4]: float(v) / tokens for k, v in m.items() if k.endswith("_sum") and k != "loss_sum"}
+  return {"loss": float(m["loss"]), **sums}
 
 
 def _check_phase(saved: dict, step: int, phases, ends, directory) -> int:
@@ -445,33 +464,6 @@ def _check_phase(saved: dict, step: int, phases, ends, directory) -> int:
       f"this config runs {plan} (did config.train.steps or train.patch_level change?)"
     )
   return i
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run wrote into its workdir."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ckpt_lib.CheckpointError(f"{workdir} has no config.json: not a jaxtok workdir")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def restore(workdir: str, step: int | None = None):
-  """(model, config) from a training workdir, for notebooks and evaluation.
-
-  Builds the model from the workdir's config.json, then loads the parameters of
-  checkpoint `step` (default: the latest) on the default device.
-  """
-  config = load_config(workdir)
-  task = get_task(config)
-  model = task.build_model(nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-  try:
-    _, arrays, _ = ckpt.restore({"params": params}, step=step)
-  finally:
-    ckpt.close()
-  return nnx.merge(graphdef, arrays["params"]), config
 
 
 def results_table(results: dict[str, Any]) -> str:

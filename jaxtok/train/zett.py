@@ -15,103 +15,82 @@ Each step (after an identity warm-up stage):
 The identity stage before it trains the hypernetwork to reproduce the base
 embeddings from the base tokenizer's own tokens (MIMICK-style).
 
-Steps are the spine's pure jitted steps (`make_train_step`, with the base
-model passed as frozen state); checkpoints, metrics and resume are the
-spine's machinery. The host-side batch producer is checkpointable: its state
-is the step and the text positions of the sampler's window, so a resumed run
-rebuilds the same window and samples the same tokenizers.
+This is a task of the common trainer (`config.model.name="hypernet"`; the
+model section holds the hypernetwork's fields): the trainable state is the
+hypernetwork, the base LM is frozen state passed to the same pure jitted
+steps; the identity stage and the transfer stage are two phases; optimizer,
+mesh, metrics, checkpoints, resume and SIGTERM are the trainer's. The
+host-side batch producer is checkpointable: its state is the step and the text
+positions of the sampler's window, so a resumed run rebuilds the same window
+and samples the same tokenizers.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import os
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
 from jaxtok.configlib import require
 from jaxtok.data import codec, corpora, packing
-from jaxtok.eval import transfer as transfer_eval
+from jaxtok.eval import tokenizer_bpb
+from jaxtok.models import hypernet as hypernet_lib
+from jaxtok.models import transfer
+from jaxtok.models import workdir as workdir_lib
+from jaxtok.models.convert import load_gguf_model
+from jaxtok.models.flops import Flops
 from jaxtok.models.hypernet import Hypernet, HypernetConfig
-from jaxtok.models.transformer import Transformer
-from jaxtok.tokenizers import bpe, decompose, embedding_init, sources
+from jaxtok.models.losses import foreign_embedding_sums
+from jaxtok.models.transformer import DTYPES, Transformer
+from jaxtok.tokenizers import decompose, embedding_init, sources, targets
 from jaxtok.tokenizers.byte_view import ByteTokenizer
 from jaxtok.tokenizers.load import load_tokenizer
 from jaxtok.tokenizers.sampler import TokenizerSampler
-from jaxtok.train import checkpoint as ckpt_lib
-from jaxtok.train import trainer
-from jaxtok.train.losses import LN2, token_ce_sums
-from jaxtok.train.metrics import MetricWriter, format_table
-from jaxtok.train.optimizer import make_optimizer
-from jaxtok.train.steps import TrainState, make_train_step
+from jaxtok.train.phases import Phase
+from jaxtok.train.task import Task
 
 HYPERNET = nnx.All(nnx.Param, nnx.PathContains("hypernet"))
+# Per-step tables of a batch (the step's vocabulary), not split by rows.
+VOCAB_KEYS = ("decomp", "copy_ids", "shared_ids", "vocab_valid", "base_ids")
 
 
 # --- config ---------------------------------------------------------------------------------
 
 
 def validate_config(config) -> None:
+  """The ZeTT fields (the trainer checks the common ones); messages name the field."""
   t, d, s = config.train, config.data, config.sampler
 
   need = require
 
   need(config.base.kind in ("jaxtok", "gguf"), "base.kind", "'jaxtok' or 'gguf'")
   need(t.steps > t.identity_steps >= 0, "train.identity_steps", "must be in [0, train.steps)")
-  need(t.lr > 0, "train.lr", "must be positive")
   need(t.aux_weight >= 0, "train.aux_weight", "must be >= 0")
   need(t.identity_batch > 0, "train.identity_batch", "must be positive")
-  need(d.batch_size > 0 and d.seq_len > 1, "data.batch_size/seq_len", "must be positive")
+  need(t.base_dtype in DTYPES, "train.base_dtype", f"one of {sorted(DTYPES)}")
   need(d.tokens_per_row > 1, "data.tokens_per_row", "must be > 1")
   need(d.vocab_per_step > 3, "data.vocab_per_step", "must be > 3")
-  need(t.log_every > 0, "train.log_every", "must be positive")
-  need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
   need(s.window >= 1, "sampler.window", "must be >= 1")
-  HypernetConfig.from_dict(config.hypernet)
+  HypernetConfig.from_dict(config.model)
 
 
 # --- the base model -------------------------------------------------------------------------
 
 
-def ensure_base_model(config) -> str:
-  """The base jaxtok workdir, trained with the spine's trainer if it holds no checkpoint."""
-  b = config.base
-  workdir = os.path.expanduser(b.workdir)
-  if os.path.exists(os.path.join(workdir, "results.json")):
-    return workdir
-  spine = config.base_train
-  spec = spine.data.tokenizer
-  if spec.startswith("bpe:") and b.tokenizer_docs:
-    # A BPE trained on a sample of the corpus: seconds instead of the full split.
-    corpus = corpora.corpus_for(spine.data, "train")
-    data_dir = os.path.expanduser(spine.data.data_dir or corpora.default_data_dir())
-    with spine.unlocked():
-      spine.data.tokenizer = bpe.get_or_train(
-        corpus, int(spec[4:]), os.path.join(data_dir, "tokenizers"), max_docs=b.tokenizer_docs
-      )
-  print(f"training the base model in {workdir}")
-  trainer.train(spine, workdir)
-  return workdir
-
-
 def load_base(config) -> tuple[Transformer, ByteTokenizer]:
-  """(base LM, its tokenizer at byte level) as config.base describes."""
+  """(base LM, its tokenizer at byte level) as config.base describes (a jaxtok workdir, trained
+  first by the trainer as a prerequisite, or a GGUF)."""
   b = config.base
   specials = {k: (b.get(k) or None) for k in ("bos", "eos", "pad")}
   if b.kind == "jaxtok":
-    workdir = ensure_base_model(config)
-    model, _ = trainer.restore(workdir)
-    tok = load_tokenizer(os.path.join(workdir, "tokenizer.json"), **specials)
+    model, _ = workdir_lib.restore(b.workdir)
+    tok = load_tokenizer(workdir_lib.tokenizer_path(b.workdir), **specials)
   else:
-    from jaxtok.models.convert import load_gguf_model
-
     model, tok = load_gguf_model(sources.resolve_gguf(b.gguf))
     if any(specials.values()):
       tok = ByteTokenizer(tok.hf, name=tok.name, **{k: v for k, v in specials.items() if v})
@@ -151,17 +130,11 @@ class ZettModel(nnx.Module):
 
 
 def transfer_loss(aux_weight: float):
+  """The base LM's loss with predicted embeddings (its CE part as "ce_sum") + aux L2."""
+
   def loss_fn(model: ZettModel, batch):
     e_in, e_out = model.predict(batch["decomp"], batch["copy_ids"])
-    x = jnp.take(e_in, jnp.maximum(batch["inputs"], 0), axis=0)
-    h = model.base.hidden(
-      x.astype(model.base.embed.dtype),
-      segment_ids=batch["segment_ids"],
-      positions=batch["positions"],
-    )
-    logits = jnp.einsum("btd,vd->btv", h.astype(jnp.float32), e_out)
-    logits = jnp.where(batch["vocab_valid"][None, None], logits, -1e9)
-    sums = token_ce_sums(logits, batch["targets"], batch["target_bytes"])
+    sums = foreign_embedding_sums(model.base, e_in, e_out, batch["vocab_valid"], batch)
     aux = _aux_l2(model, e_in, e_out, batch["shared_ids"])
     ce = sums["loss_sum"]
     return {
@@ -239,14 +212,8 @@ def tokenize_rows(
       segments[r, filled : filled + take] = s
       positions[r, filled : filled + take] = np.arange(take)
       filled += take
-  tb = np.where(targets >= 0, tok.lengths[np.maximum(targets, 0)], 0).astype(np.int32)
-  return {
-    "inputs": inputs,
-    "targets": targets,
-    "segment_ids": segments,
-    "positions": positions,
-    "target_bytes": tb,
-  }
+  rows = {"inputs": inputs, "targets": targets, "segment_ids": segments, "positions": positions}
+  return packing.with_target_bytes(rows, tok.lengths)
 
 
 def step_vocabulary(
@@ -302,7 +269,7 @@ class ZettBatches:
   resumed run samples exactly the tokenizers the uninterrupted run would.
   """
 
-  def __init__(self, config, base_tok: ByteTokenizer, text_it: packing.PackedBatches):
+  def __init__(self, config, base_tok: ByteTokenizer, text_it):
     self.config = config
     self.base = base_tok
     self.text = text_it
@@ -335,7 +302,7 @@ class ZettBatches:
   def __next__(self) -> dict[str, np.ndarray]:
     t, d = self.config.train, self.config.data
     rng = self._rng()
-    max_len = self.config.hypernet.max_len
+    max_len = self.config.model.max_len
     if self._step < t.identity_steps:
       n = t.identity_batch
       ids = rng.choice(self._base_ids, size=n, replace=n > len(self._base_ids)).astype(np.int32)
@@ -349,7 +316,6 @@ class ZettBatches:
       batch = step_vocabulary(
         batch, tok, self.base, size=d.vocab_per_step, max_len=max_len, rng=rng
       )
-      batch["sampled_vocab"] = np.asarray(tok.vocab_size, np.int32)
     self._step += 1
     return batch
 
@@ -378,219 +344,130 @@ def eval_docs(config, split: str = "validation") -> list[bytes]:
 
 
 class Evaluator:
-  """Validation bits per byte of the base LM under fixed tokenizers, with predicted embeddings."""
+  """Validation bits per byte of the base LM under fixed tokenizers, with predicted embeddings
+  (and, for reference, with FVT embeddings: computed once)."""
 
-  def __init__(self, config, base: Transformer, base_tok: ByteTokenizer, targets: dict):
+  def __init__(self, config, base: Transformer, base_tok: ByteTokenizer, graphdef, targets: dict):
+    self.graphdef = graphdef  # of the ZettModel: (hypernet params, frozen base) -> model
     self.base_graphdef, self.base_params = nnx.split(base, nnx.Param)
     self.embeddings = embedding_init.BaseEmbeddings(base_tok, *base_tables(base))
     docs = eval_docs(config)
     e = config.eval
     self.targets = {
-      name: (tok, transfer_eval.eval_batches(tok, docs, seq_len=e.seq_len, batch_size=e.batch_size))
+      name: (tok, tokenizer_bpb.eval_batches(tok, docs, seq_len=e.seq_len, batch_size=e.batch_size))
       for name, tok in targets.items()
     }
+    self._fvt: dict[str, float] | None = None
 
   def bpb(self, tables, batches) -> float:
-    params = transfer_eval.with_embeddings(self.base_params, *tables)
-    return transfer_eval.bits_per_byte(self.base_graphdef, params, batches)["bpb"]
+    params = transfer.with_embeddings(self.base_params, *tables)
+    return tokenizer_bpb.bits_per_byte(self.base_graphdef, params, batches)["bpb"]
 
-  def __call__(self, hypernet: Hypernet) -> dict[str, float]:
+  def __call__(self, params, *frozen) -> dict[str, float]:
+    hypernet = nnx.merge(self.graphdef, params, *frozen).hypernet
+    e = self.embeddings
+    predict = hypernet_lib.predictor(hypernet, e.emb_in, e.emb_out)
     out = {}
     for name, (tok, batches) in self.targets.items():
-      tables = embedding_init.hypernet_init(tok, self.embeddings, hypernet)
+      tables = embedding_init.hypernet_init(tok, e, predict, hypernet.cfg.max_len)
       out[f"bpb_{name}"] = self.bpb(tables, batches)
-    return out
-
-  def fvt(self) -> dict[str, float]:
-    return {
-      f"fvt_bpb_{name}": self.bpb(embedding_init.fvt_init(tok, self.embeddings), batches)
-      for name, (tok, batches) in self.targets.items()
-    }
-
-
-def eval_tokenizers(config) -> dict[str, ByteTokenizer]:
-  """The unseen tokenizers of the training-time evaluation (config.eval.tokenizers)."""
-  from jaxtok.eval.zett_compare import make_target
-
-  out = {}
-  for spec in [s.strip() for s in config.eval.tokenizers.split(",") if s.strip()]:
-    out[spec.replace(":", "")] = make_target(spec, config)
-  return out
+    if self._fvt is None:
+      self._fvt = {
+        f"fvt_bpb_{name}": self.bpb(embedding_init.fvt_init(tok, self.embeddings), batches)
+        for name, (tok, batches) in self.targets.items()
+      }
+    return {**out, **self._fvt}
 
 
-# --- the loop -------------------------------------------------------------------------------
+# --- the task -------------------------------------------------------------------------------
 
 
-def build(config, base: Transformer) -> tuple[ZettModel, Hypernet]:
-  hcfg = HypernetConfig.from_dict(config.hypernet)
+def build(hcfg: HypernetConfig, base: Transformer, rngs: nnx.Rngs, base_dtype: str = "float32"):
+  """The ZettModel: a hypernetwork fitted to `base`'s (float32) tables, next to `base`
+  (cast to `base_dtype`: the frozen base may run in bfloat16)."""
   emb_in, emb_out = base_tables(base)
-  hypernet = Hypernet(hcfg, emb_in=emb_in, emb_out=emb_out, rngs=nnx.Rngs(config.train.seed))
-  return ZettModel(hypernet, base), hypernet
+  hypernet = Hypernet(hcfg, emb_in=emb_in, emb_out=emb_out, rngs=rngs)
+  if base_dtype != "float32":
+    graphdef, state = nnx.split(base)
+    base = nnx.merge(graphdef, jax.tree.map(lambda x: x.astype(DTYPES[base_dtype]), state))
+  return ZettModel(hypernet, base)
+
+
+def hypernet_task(config) -> Task:
+  """The ZeTT hypernetwork of `config.model`, trained against the frozen base LM `config.base`."""
+  validate_config(config)
+  t = config.train
+  hcfg = HypernetConfig.from_dict(config.model)
+  base, base_tok = load_base(config)
+  build_model = lambda rngs: build(hcfg, base, rngs, t.base_dtype)
+  flops = Flops({})  # not counted: the frozen base's forward dominates, per sampled token
+
+  def make_evaluator(graphdef):
+    files = config.eval.get("tokenizer_files") or {}
+    targets = {name: load_tokenizer(path) for name, path in files.items()}
+    return Evaluator(config, base, base_tok, graphdef, targets)
+
+  phases = [
+    Phase("identity", t.identity_steps, identity_loss, flops),
+    Phase("train", t.steps - t.identity_steps, transfer_loss(t.aux_weight), flops),
+  ]
+  return Task(
+    name="hypernet",
+    build_model=build_model,
+    loss_fn=phases[-1].loss_fn,
+    flops=flops,
+    trainable=HYPERNET,
+    wrap_batches=lambda text_it: ZettBatches(config, base_tok, text_it),
+    replicated_keys=VOCAB_KEYS,
+    make_evaluator=make_evaluator,
+    phases=phases,
+    extra={"base": config.base.kind if config.base.kind != "gguf" else config.base.gguf},
+  )
 
 
 def restore_hypernet(workdir: str, base: Transformer | None = None):
   """(hypernet, its config) from a hypernet-training workdir (the base is loaded if not given)."""
-  cfg = trainer.load_config(workdir)
+  cfg = workdir_lib.load_config(workdir)
   if base is None:
     base, _ = load_base(cfg)
-  model, hypernet = build(cfg, base)
+  model = build(HypernetConfig.from_dict(cfg.model), base, nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, HYPERNET, ...)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  ckpt = workdir_lib.checkpointer(workdir, async_save=False)
   try:
     _, arrays, _ = ckpt.restore({"params": params})
   finally:
     ckpt.close()
-  model = nnx.merge(graphdef, arrays["params"], rest)
-  return model.hypernet, cfg
+  return nnx.merge(graphdef, arrays["params"], rest).hypernet, cfg
 
 
-def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, Any]:
-  """Trains the hypernetwork of `config` in `workdir`, resuming from its latest checkpoint."""
-  validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  if not config.base.workdir:
-    with config.unlocked():
-      config.base.workdir = os.path.join(os.path.abspath(workdir), "base")
-  t, d = config.train, config.data
-  base, base_tok = load_base(config)
-  model, _ = build(config, base)
-  graphdef, params, frozen = nnx.split(model, HYPERNET, ...)
-  if t.base_dtype != "float32":
-    frozen = jax.tree.map(lambda x: x.astype(jnp.dtype(t.base_dtype)), frozen)
-  tx, schedule = make_optimizer(
-    lr=t.lr,
-    warmup_steps=t.warmup_steps,
-    total_steps=t.steps,
-    weight_decay=t.weight_decay,
-    clip_norm=t.clip_norm,
-    final_lr_fraction=t.final_lr_fraction,
-  )
-  # Committed to the device from the start: the first step then compiles for the same
-  # placement as every later step (uncommitted inputs would cost a second compilation).
-  device = jax.devices()[0]
-  params, frozen = jax.device_put((params, frozen), device)
-  state = TrainState(
-    step=jax.device_put(jnp.zeros((), jnp.int32), device),
-    params=params,
-    opt_state=jax.device_put(jax.jit(tx.init)(params), device),
-  )
-  n_params = sum(x.size for x in jax.tree.leaves(params))
-
-  corpus = corpora.corpus_for(d, "train")
-  text_it = packing.PackedBatches(
-    corpus, batch_size=d.batch_size, seq_len=d.seq_len, seed=t.seed, shuffle=True, repeat=True
-  )
-  batches = ZettBatches(config, base_tok, text_it)
-  ckpt = ckpt_lib.Checkpointer(
-    os.path.join(workdir, "checkpoints"), max_to_keep=t.keep, async_save=t.async_ckpt
-  )
-  start = ckpt.latest_step() or 0
-  if start:
-    _, arrays, js = ckpt.restore(
-      {"params": state.params, "opt_state": state.opt_state}, json_keys=("data",)
-    )
-    step0 = jax.device_put(jnp.asarray(start, jnp.int32), device)
-    state = TrainState(step0, *jax.device_put((arrays["params"], arrays["opt_state"]), device))
-    batches.set_state(js["data"])
-    print(f"resumed from {ckpt.directory} at step {start}")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-
-  id_step = make_train_step(graphdef, tx, schedule, identity_loss)
-  tr_step = make_train_step(graphdef, tx, schedule, transfer_loss(t.aux_weight))
-  evaluator = Evaluator(config, base, base_tok, eval_tokenizers(config))
-
-  def eval_now(params_now):
-    hyper = nnx.merge(graphdef, params_now, frozen).hypernet
-    return evaluator(hyper)
-
-  writer = MetricWriter(workdir)
-  prefetch = packing.Prefetcher(batches, size=d.prefetch)
-  pending: list[tuple[int, dict]] = []
-  window = collections.defaultdict(float)
-  last: dict[str, float] = {}
-  data_state = batches.get_state()
-  step, last_saved = start, start
-  t_start = time.perf_counter()
-
-  def drain():
-    if not pending:
-      return
-    fetched = jax.device_get([m for _, m in pending])
-    for (s, _), m in zip(pending, fetched):
-      trainer.check_finite(m["loss"], s, ckpt)
-      phase = "transfer" if "ce_sum" in m else "identity"
-      row = {f"{phase}_loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])}
-      if phase == "transfer":
-        row["bpb"] = float(m["ce_sum"]) / LN2 / max(float(m["bytes"]), 1.0)
-        row["aux"] = float(m["aux_sum"]) / max(float(m["tokens"]), 1.0)
-        for k in ("ce_sum", "bytes", "tokens"):
-          window[k] += float(m[k])
-      writer.write(s, row, prefix="train/")
-      last.update(row)
-    pending.clear()
-
-  def save(at_step):
-    nonlocal last_saved
-    drain()
-    ckpt.save(at_step, {"params": state.params, "opt_state": state.opt_state}, {"data": data_state})
-    last_saved = at_step
-
-  pbar = tqdm(
-    total=t.steps, initial=start, desc="hypernet", unit="step", disable=not t.progress_bar
-  )
-  stopped_by = None
-  try:
-    with trainer.sigterm_flag() as sig:
-      it = iter(prefetch)
-      while step < t.steps:
-        batch, data_state = next(it)
-        batch = {k: jnp.asarray(v) for k, v in batch.items() if k != "sampled_vocab"}
-        fn = tr_step if "inputs" in batch else id_step
-        state, metrics = fn(state, batch, frozen)
-        step += 1
-        pending.append((step, metrics))
-        pbar.update(1)
-        if step % t.log_every == 0 or step == t.steps:
-          drain()
-          writer.write(step, {"lr": float(schedule(step))}, prefix="train/")
-          pbar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k != "grad_norm"})
-          writer.flush()
-        if t.eval_every and step % t.eval_every == 0 and step < t.steps:
-          drain()
-          writer.write(step, eval_now(state.params), prefix="eval/")
-        if t.ckpt_every and step % t.ckpt_every == 0:
-          save(step)
-        if sig["stop"] or (stop_after is not None and step >= stop_after):
-          stopped_by = "SIGTERM" if sig["stop"] else "stop_after"
-          break
-      if step != last_saved:
-        save(step)
-  finally:
-    pbar.close()
-    prefetch.close()
-    ckpt.close()
-    writer.flush()
-  if stopped_by:
-    writer.close()
-    return {"step": step, "stopped_by": stopped_by}
-
-  final = eval_now(state.params)
-  writer.write(step, final, prefix="eval/")
-  writer.close()
-  results = {
-    "base": config.base.kind,
-    "steps": step,
-    "hypernet_parameters": int(n_params),
-    "train_bpb": window["ce_sum"] / LN2 / max(window["bytes"], 1.0),
-    "train_time_s": time.perf_counter() - t_start,
-    **final,
-    **evaluator.fvt(),
-  }
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  return results
+# --- moving a model to a new tokenizer ------------------------------------------------------
 
 
-def results_table(results: dict[str, Any]) -> str:
-  return format_table(results, title="hypernetwork training")
+def load_base_spec(spec: str) -> tuple[Transformer, ByteTokenizer]:
+  """A base LM from a jaxtok workdir or a GGUF ("smollm2" or a path)."""
+  path = os.path.expanduser(spec)
+  if os.path.isdir(path):
+    model, _ = workdir_lib.restore(path)
+    return model, load_tokenizer(workdir_lib.tokenizer_path(path))
+  return load_gguf_model(sources.resolve_gguf(spec))
+
+
+def transfer_job(*, base: str, hypernet: str, tokenizer: str, out: str, method: str) -> dict:
+  """The `experiments.transfer` job: writes `base` (default: the hypernetwork's own base)
+  moved to `tokenizer` with embeddings from `method` as a restorable workdir `out`."""
+  config = workdir_lib.load_config(hypernet) if hypernet else None
+  if base:
+    model, base_tok = load_base_spec(base)
+  elif config is not None:
+    model, base_tok = load_base(config)
+  else:
+    raise ValueError("pass --base (a jaxtok workdir or GGUF) or --hypernet (its base is used)")
+  hyper = restore_hypernet(hypernet, model)[0] if hypernet and method == "hypernet" else None
+  target = targets.make_target(tokenizer, config)
+  texts = ()
+  if method == "focus":
+    if config is None:
+      raise ValueError("method 'focus' needs --hypernet (its config names the text to use)")
+    texts = targets.text_source(config.data.name, "train", config, max_docs=200, doc_bytes=1 << 16)
+  transfer.transfer_with(method, model, base_tok, target, out, hypernet=hyper, texts=texts)
+  return {"out": out, "vocab": target.vocab_size, "method": method, "target": target.name}

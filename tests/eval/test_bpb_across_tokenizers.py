@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtok.eval import transfer as transfer_eval
+from jaxtok.eval import tokenizer_bpb
 from jaxtok.models.convert import numpy_forward
+from jaxtok.models.transfer import with_embeddings
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.tokenizers import embedding_init
 from jaxtok.tokenizers.byte_view import ByteTokenizer
@@ -72,10 +73,8 @@ def test_bpb_matches_a_slow_loop_for_two_tokenizers(setup):
     ("bpe", bpe, (emb.emb_in, emb.emb_out)),
     ("wordpiece", wordpiece, embedding_init.fvt_init(wordpiece, emb)),
   ]:
-    batches = transfer_eval.eval_batches(tok, DOCS, seq_len=256, batch_size=2)  # no doc is cut
-    fast = transfer_eval.bits_per_byte(
-      graphdef, transfer_eval.with_embeddings(params, *tables), batches
-    )
+    batches = tokenizer_bpb.eval_batches(tok, DOCS, seq_len=256, batch_size=2)  # no doc is cut
+    fast = tokenizer_bpb.bits_per_byte(graphdef, with_embeddings(params, *tables), batches)
     ref, nbytes = slow_bpb(model, tables, tok, DOCS)
     assert fast["bytes"] == nbytes == sum(len(d) for d in DOCS)  # the same bytes, per byte
     np.testing.assert_allclose(fast["bpb"], ref, rtol=2e-4)
@@ -87,7 +86,7 @@ def test_bpb_matches_a_slow_loop_for_two_tokenizers(setup):
 def test_documents_split_across_rows_still_count_every_byte(setup):
   bpe, _, model = setup
   graphdef, params = nnx.split(model, nnx.Param)
-  batches = transfer_eval.eval_batches(bpe, DOCS, seq_len=8, batch_size=3)
-  out = transfer_eval.bits_per_byte(graphdef, params, batches)
+  batches = tokenizer_bpb.eval_batches(bpe, DOCS, seq_len=8, batch_size=3)
+  out = tokenizer_bpb.bits_per_byte(graphdef, params, batches)
   assert out["bytes"] == sum(len(d) for d in DOCS)
   assert out["tokens"] == sum(len(bpe.encode(d)) + 1 for d in DOCS)  # + eos per document

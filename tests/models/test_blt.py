@@ -7,10 +7,11 @@ import pytest
 from flax import nnx
 
 from jaxtok.data import codec
-from jaxtok.models.blt import BLT, BLTBatches, BLTConfig, blt_flops, blt_loss, flops_by_part
+from jaxtok.models.blt import BLT, BLTConfig, blt_flops, blt_loss, flops_by_part
+from jaxtok.train.blt_task import BLTBatches
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
-from jaxtok.patching.entropy import EntropyModel
 
 SMALL = dict(
   d_local=32,

@@ -11,10 +11,13 @@ from flax import nnx
 
 gguf = pytest.importorskip("gguf")
 
-from jaxtok.models import convert  # noqa: E402
+import jaxtok  # noqa: E402
+from jaxtok import generate  # noqa: E402
+from jaxtok.models import convert, transfer  # noqa: E402
 from jaxtok.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from jaxtok.tokenizers import gguf_file, sources  # noqa: E402
 from jaxtok.tokenizers.byte_view import ByteTokenizer  # noqa: E402
+from jaxtok.tokenizers.load import load_tokenizer  # noqa: E402
 from jaxtok.tokenizers.targets import train_tokenizer  # noqa: E402
 
 ZEN = codecs.decode(__import__("this").s, "rot13")
@@ -176,10 +179,6 @@ def test_smollm2_matches_numpy_and_reads_english(smollm2):
 
 @pytest.mark.slow
 def test_smollm2_transferred_to_gpt2_restores_and_generates(smollm2, tmp_path):
-  from jaxtok.tokenizers import transfer
-  from jaxtok.tokenizers.load import load_tokenizer
-  from jaxtok.train import trainer
-
   vocab = sources.llama_cpp_vocab("gpt-2")
   if vocab is None:
     pytest.skip(sources.last_error["vocab:gpt-2"])
@@ -187,9 +186,9 @@ def test_smollm2_transferred_to_gpt2_restores_and_generates(smollm2, tmp_path):
   target = load_tokenizer(vocab)
   out = str(tmp_path / "smollm2-gpt2")
   transfer.transfer_with("fvt", model, tok, target, out)
-  restored, config = trainer.restore(out)
+  restored, config = jaxtok.restore(out)
   assert restored.cfg.vocab_size == target.vocab_size and restored.cfg.n_layers == 30
-  text = transfer.generate_text(
+  text = generate.generate_text(
     restored, load_tokenizer(out), "The capital of France is", max_new_tokens=6
   )
   assert len(text) > 0

@@ -104,7 +104,7 @@ def test_identity_stage_approaches_the_original_embeddings():
 
 
 def test_config_errors_name_the_field():
-  with pytest.raises(ValueError, match="config.hypernet.n_layers"):
+  with pytest.raises(ValueError, match="config.model.n_layers"):
     HypernetConfig.from_dict({"n_layers": 0})
   with pytest.raises(ValueError, match="unknown field"):
     HypernetConfig.from_dict({"layers": 3})

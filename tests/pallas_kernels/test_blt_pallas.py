@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 from jaxtok.data import codec
-from jaxtok.models.blt import BLT, BLTBatches, BLTConfig, blt_loss
+from jaxtok.models.blt import BLT, BLTConfig, blt_loss
+from jaxtok.train.blt_task import BLTBatches
 from jaxtok.patching import PatchingConfig
 
 TINY = dict(

@@ -9,7 +9,8 @@ SCRIPT = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np
   from jax.sharding import NamedSharding, PartitionSpec as P
-  from jaxtok.nn import sharding as shd, pooling
+  from jaxtok import sharding as shd
+  from jaxtok.nn import pooling
   from jaxtok.nn.attention import Mask, attention
 
   assert jax.device_count() == 8

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from jaxtok.data import codec
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import entropy
 
@@ -24,7 +25,7 @@ def em():
   # One layer with a window of 8: a byte's output depends on at most 7 bytes before it,
   # so scoring in windows with >= 8 bytes of context is exact.
   cfg = TransformerConfig(d_model=32, n_layers=1, n_heads=2, mlp_dim=64, sliding_window=8)
-  return entropy.EntropyModel(Transformer(cfg, rngs=nnx.Rngs(3)), seq_len=32)
+  return EntropyModel(Transformer(cfg, rngs=nnx.Rngs(3)), seq_len=32)
 
 
 def test_windowed_scoring_equals_a_whole_document_forward(em):
@@ -68,4 +69,4 @@ def test_precomputed_store_round_trip(em, tmp_path):
 def test_entropy_model_must_be_a_byte_lm():
   cfg = TransformerConfig(vocab_size=300, d_model=16, n_layers=1, n_heads=2)
   with pytest.raises(ValueError, match="byte-level Transformer with vocab 260"):
-    entropy.EntropyModel(Transformer(cfg, rngs=nnx.Rngs(0)), seq_len=8)
+    EntropyModel(Transformer(cfg, rngs=nnx.Rngs(0)), seq_len=8)

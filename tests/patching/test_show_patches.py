@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
-from jaxtok.patching.entropy import EntropyModel
 from jaxtok.patching.show import patch_view, write_html, write_png
 
 TEXT = "Daenerys Targaryen is in Game of Thrones, un café.".encode()

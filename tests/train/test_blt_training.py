@@ -1,5 +1,6 @@
 """BLT end to end through the trainer: a tiny entropy model, then a tiny BLT that learns."""
 
+import copy
 import os
 import sysconfig
 
@@ -8,11 +9,14 @@ import pytest
 
 import jaxtok
 from configs import blt_entropy, tiny
+from jaxtok.data import corpora
+from jaxtok.data.packing import PackedBatches
 from jaxtok.models.blt import BLT
-from jaxtok.patching import entropy
-from jaxtok.train import trainer
+from jaxtok.models.entropy_model import EntropyModel
+from jaxtok.patching import PatchingConfig
+from jaxtok.train import blt_task, prepare, trainer
 from jaxtok.train.metrics import read_metrics
-from jaxtok.train.task import get_task
+from jaxtok.train.tasks import get_task
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 CORPUS = f"files:{STDLIB}/json/*.py,{STDLIB}/email/*.py"  # ~300 kB of real text
@@ -80,18 +84,18 @@ def test_tiny_blt_with_entropy_patches_learns(data_dir, entropy_workdir, tmp_pat
   assert isinstance(model, BLT) and config.patching.bytes_per_patch == r["bytes_per_patch"]
 
 
-def test_precomputed_entropies_feed_the_same_patcher(data_dir, entropy_workdir):
+def test_precomputed_entropies_feed_the_same_patcher(data_dir, entropy_workdir, tmp_path):
   c = blt_config(data_dir, entropy_workdir, entropies="precomputed")
+  missing = copy.deepcopy(c)
+  missing.patching.update(bytes_per_patch=4.0, entropy_store=str(tmp_path / "none"))
   with pytest.raises(FileNotFoundError, match="precompute_entropies"):
-    get_task(c)
-  paths = entropy.precompute_for_config(c)
-  assert all(os.path.exists(p) for p in paths.values())
+    get_task(missing).encode_fn(b"abc")
+  c = prepare.prepare(c, str(tmp_path / "run"))  # runs the precompute pass
+  paths = blt_task.entropy_store_paths(PatchingConfig.from_dict(c.patching))
+  assert all(os.path.exists(p) for p in paths)
   task = get_task(c)
-  from jaxtok.data.packing import PackedBatches
-  from jaxtok.train.task import load_train_corpus
-
   packed = PackedBatches(
-    load_train_corpus(c), batch_size=4, seq_len=128, seed=0, encode_fn=task.encode_fn
+    corpora.corpus_for(c.data, "train"), batch_size=4, seq_len=128, seed=0, encode_fn=task.encode_fn
   )
   raw = next(packed)
   batch = task.host_transform(dict(raw))
@@ -100,7 +104,7 @@ def test_precomputed_entropies_feed_the_same_patcher(data_dir, entropy_workdir):
   # precompute window) in a row that starts with its BOS, both saw the same context:
   # the entropies agree up to the float16 storage. Further on the precompute pass keeps
   # R/2..R bytes of context, the row all of its own.
-  em = entropy.EntropyModel.load(entropy_workdir)
+  em = EntropyModel.load(entropy_workdir)
   live = em.next_entropies(raw["inputs"], raw["segment_ids"], raw["positions"])
   rows = raw["inputs"][:, 0] == 1  # BOS
   sel = (raw["segment_ids"] == 1) & (raw["positions"] < em.seq_len) & rows[:, None]

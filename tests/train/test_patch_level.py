@@ -11,8 +11,8 @@ from flax import nnx
 
 from jaxtok.data import codec
 from jaxtok.data.packing import PackedBatches
+from jaxtok.models.losses import lm_loss
 from jaxtok.models.transformer import Transformer, TransformerConfig
-from jaxtok.train.losses import lm_loss
 from jaxtok.train.patch_level import long_rows, patch_loss
 
 PAD = codec.PAD_ID
@@ -180,7 +180,7 @@ BLT_SMALL = dict(
 
 
 def blt_batch(docs, rows, t, pcfg, mcfg):
-  from jaxtok.models.blt import BLTBatches
+  from jaxtok.train.blt_task import BLTBatches
 
   packed = PackedBatches(docs, batch_size=rows, seq_len=t, seed=0, shuffle=False)
   return BLTBatches(pcfg, mcfg)(next(packed))

@@ -9,12 +9,12 @@ from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 
 from configs import tiny
-from jaxtok.nn import sharding as shd
-from jaxtok.train import checkpoint as ckpt_lib
+from jaxtok import checkpoint as ckpt_lib
+from jaxtok import sharding as shd
 from jaxtok.train import trainer
 from jaxtok.train.metrics import read_metrics
 from jaxtok.train.steps import make_train_step
-from jaxtok.train.task import get_task
+from jaxtok.train.tasks import get_task
 
 K, STEPS, SWITCH = 4, 12, 6  # 6 patch steps, then 6 token steps
 
@@ -142,7 +142,7 @@ def test_comparison_writes_json_and_markdown(tmp_path):
   import json
 
   from configs import patch_level_compare_small
-  from jaxtok.train import patch_level_compare
+  from jaxtok.eval import patch_level_compare
 
   c = patch_level_compare_small.get_config()
   c.data.update(data_dir=str(tmp_path / "tfds"), seq_len=32, eval_batches=1)

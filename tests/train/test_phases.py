@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from jaxtok.eval.flops import Flops
+from jaxtok.models.flops import Flops
 from jaxtok.train.phases import Phase, median_step_time, new_stats, report
 
 

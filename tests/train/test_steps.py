@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxtok.models.losses import LN2, lm_loss, token_ce_sums
 from jaxtok.models.transformer import Transformer, TransformerConfig
-from jaxtok.train.losses import LN2, lm_loss, token_ce_sums
 from jaxtok.train.optimizer import learning_rate_schedule, make_optimizer
 from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
 

@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxtok
 from configs import tiny
-from jaxtok.train import checkpoint as ckpt_lib
-from jaxtok.train import trainer
-from jaxtok.train.losses import lm_loss
+from jaxtok import checkpoint as ckpt_lib
+from jaxtok.models.losses import lm_loss
+from jaxtok.data import corpora
+from jaxtok.tokenizers import bpe
+from jaxtok.train import tasks, trainer
 from jaxtok.train.metrics import read_metrics
-from jaxtok.train.task import register_task, transformer_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,7 +48,7 @@ def test_tiny_model_learns_well_below_unigram(data_dir, tmp_path):
     assert os.listdir(tmp_path / sub)
   assert (tmp_path / "results.json").exists() and (tmp_path / "config.json").exists()
 
-  model, config = trainer.restore(str(tmp_path))
+  model, config = jaxtok.restore(str(tmp_path))
   assert config.model.d_model == c.model.d_model
   x = jnp.arange(4, 36)[None]
   assert np.isfinite(np.asarray(model(x))).all()
@@ -64,10 +66,9 @@ def test_resume_reproduces_losses_exactly(data_dir, tmp_path):
   assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(a)]  # bitwise equal
 
 
-@register_task("test_nan_on_byte")
 def _nan_task(config):
   """The LM loss, but NaN as soon as a batch holds byte 0x00 (id 4)."""
-  task = transformer_task(config)
+  task = tasks.transformer_task(config)
 
   def loss_fn(model, batch):
     sums = lm_loss(model, batch)
@@ -78,14 +79,14 @@ def _nan_task(config):
   return task
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  monkeypatch.setitem(tasks.TASKS, "transformer", _nan_task)
   docs = tmp_path / "docs"
   docs.mkdir()
   for i in range(30):
     (docs / f"{i}.txt").write_bytes(b"clean text %d " % i * 5)
   (docs / "poison.txt").write_bytes(b"bad\x00byte " * 5)
   c = small_config(str(tmp_path / "tfds"), steps=200, ckpt_every=1, log_every=50, eval_every=0)
-  c.model.name = "test_nan_on_byte"
   c.data.update(name=f"files:{docs}", seq_len=32, batch_size=2, val_fraction=0.2)
   with pytest.raises(trainer.TrainingDivergedError, match="non-finite loss .* at step (\\d+)") as e:
     trainer.train(c, str(tmp_path / "run"))
@@ -112,7 +113,7 @@ def test_corrupt_checkpoint_gives_clear_error(data_dir, tmp_path):
       with open(os.path.join(root, f), "wb") as fh:
         fh.write(b"garbage")
   with pytest.raises(ckpt_lib.CheckpointError, match="step 2"):
-    trainer.restore(str(tmp_path))
+    jaxtok.restore(str(tmp_path))
 
 
 def test_config_errors_name_the_field(data_dir, tmp_path):
@@ -158,5 +159,27 @@ def test_token_level_bpe_model_reports_bits_per_byte(data_dir, tmp_path):
   assert results["val_bpb"] < 8
   # BPB counts bytes, not tokens: bytes/s exceeds tokens/s by the compression.
   assert results["bytes_per_s"] > results["tokens_per_s"]
-  model, config = trainer.restore(str(tmp_path))
-  assert config.model.vocab_size == 512 and config.data.tokenizer.endswith("tokenizer.json")
+  model, config = jaxtok.restore(str(tmp_path))
+  assert config.model.vocab_size == 512 and config.data.tokenizer == "bpe:512"
+  assert config.data.tokenizer_file == str(tmp_path / "tokenizer.json")
+
+
+def test_restore_reads_only_the_workdir(data_dir, tmp_path, monkeypatch):
+  """Restoring a BPE model opens no corpus and trains no tokenizer: the workdir is enough."""
+  c = small_config(data_dir, steps=2, eval_every=0)
+  c.data.tokenizer = "bpe:300"
+  trainer.train(c, str(tmp_path))
+  opened = []
+  real_load = corpora.load_corpus
+  monkeypatch.setattr(
+    corpora, "load_corpus", lambda *a, **kw: opened.append(a) or real_load(*a, **kw)
+  )
+  monkeypatch.setattr(bpe, "train_bpe", lambda *a, **kw: opened.append("train_bpe"))
+  model, config = jaxtok.restore(str(tmp_path))
+  assert model.cfg.vocab_size == config.model.vocab_size == 300
+  assert opened == []
+  # The same spy sees what building the training task does not need either.
+  tasks.get_task(config)
+  assert opened == []
+  trainer.train(c, str(tmp_path / "again"))  # a positive control: training does open it
+  assert opened

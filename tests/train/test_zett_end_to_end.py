@@ -6,11 +6,16 @@ import os
 
 import numpy as np
 import pytest
+from flax import nnx
 
+import jaxtok
 from configs import zett_tiny
-from jaxtok.eval import transfer as transfer_eval
-from jaxtok.eval import zett_compare
-from jaxtok.tokenizers import transfer
+from jaxtok import generate
+from jaxtok.compare import zett as zett_compare
+from jaxtok.eval import tokenizer_bpb
+from jaxtok.models import hypernet as hypernet_lib
+from jaxtok.models.transfer import with_embeddings
+from jaxtok.tokenizers import embedding_init, targets
 from jaxtok.tokenizers.load import load_tokenizer
 from jaxtok.train import trainer, zett
 from jaxtok.train.metrics import read_metrics
@@ -19,11 +24,10 @@ from jaxtok.train.metrics import read_metrics
 def tiny_config(root) -> "zett_tiny.config_dict.ConfigDict":
   c = zett_tiny.get_config()
   c.base.workdir = str(root / "base")
-  c.base.tokenizer_docs = 100
-  c.base_train.data.tokenizer = "bpe:512"
+  c.base_train.data.update(tokenizer="bpe:512", tokenizer_docs=100)
   c.base_train.model.update(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=128)
   c.base_train.train.update(steps=80, warmup_steps=10, log_every=40)
-  c.hypernet.update(n_layers=1, mlp_dim=128)
+  c.model.update(n_layers=1, mlp_dim=128)
   c.sampler.update(min_vocab=500, max_vocab=800, window=2)
   c.data.update(batch_size=4, seq_len=256, tokens_per_row=128, vocab_per_step=512)
   c.train.update(
@@ -74,11 +78,11 @@ _CACHE_FLAGS = (
 def trained(root):
   """A hypernetwork trained straight through, and the same run interrupted and resumed."""
   c = tiny_config(root)
-  straight = zett.train(c, str(root / "straight"))
+  straight = trainer.train(c, str(root / "straight"))
   c = tiny_config(root)
-  out = zett.train(c, str(root / "resumed"), stop_after=4)  # off a checkpoint (every 3)
+  out = trainer.train(c, str(root / "resumed"), stop_after=4)  # off a checkpoint (every 3)
   assert out["stopped_by"] == "stop_after"
-  zett.train(tiny_config(root), str(root / "resumed"))
+  trainer.train(tiny_config(root), str(root / "resumed"))
   return straight
 
 
@@ -88,15 +92,15 @@ def test_base_model_is_a_trained_token_lm(root, trained):
 
 
 def test_hypernet_training_logs_both_stages_and_resumes_exactly(root, trained):
-  a = read_metrics(str(root / "straight"), "train/identity_loss")
-  b = read_metrics(str(root / "straight"), "train/transfer_loss")
+  a = read_metrics(str(root / "straight"), "identity/loss")
+  b = read_metrics(str(root / "straight"), "train/loss")
   assert sorted(a) == [1, 2] and sorted(b) == list(range(3, 8))
   assert all(np.isfinite(list(b.values())))
-  for key in ("train/identity_loss", "train/transfer_loss", "train/aux"):
+  for key in ("identity/loss", "train/loss", "train/ce", "train/aux"):
     x = read_metrics(str(root / "straight"), key)
     y = read_metrics(str(root / "resumed"), key)
     assert x == y, key  # bitwise: same batches, same sampled tokenizers, same updates
-  assert trained["steps"] == 7 and trained["hypernet_parameters"] > 0
+  assert trained["steps"] == 7 and trained["parameters"] > 0
 
 
 def test_compare_writes_every_init_and_skips_what_is_missing(root, trained):
@@ -120,38 +124,30 @@ def test_compare_writes_every_init_and_skips_what_is_missing(root, trained):
 
 def test_transfer_writes_a_workdir_that_restores_and_generates(root, trained):
   c = tiny_config(root)
-  target = zett_compare.make_target("wordpiece:600", c)
+  target = targets.make_target("wordpiece:600", c)
   out = str(root / "transferred")
-  res = transfer.run(
-    base="",
-    hypernet=str(root / "straight"),
-    tokenizer="wordpiece:600",
-    out=out,
-    method="hypernet",
-    prompt="def ",
+  res = zett.transfer_job(
+    base="", hypernet=str(root / "straight"), tokenizer="wordpiece:600", out=out, method="hypernet"
   )
   assert res["vocab"] == target.vocab_size
-  model, config = trainer.restore(out)
-  assert model.cfg.vocab_size == target.vocab_size and config.model.name == "zett_lm"
+  model, config = jaxtok.restore(out)
+  assert model.cfg.vocab_size == target.vocab_size and config.model.name == "transformer"
   tok = load_tokenizer(os.path.join(out, "tokenizer.json"))
   assert tok.vocab == target.vocab and tok.bos_id == target.bos_id
-  text = transfer.generate_text(model, tok, "def ", max_new_tokens=8)
+  text = generate.generate_text(model, tok, "def ", max_new_tokens=8)
   assert isinstance(text, bytes) and len(text) > 0
   # The restored model scores text exactly as the embedding tables it was written from.
   base, base_tok = zett.load_base(c)
   hyper, _ = zett.restore_hypernet(str(root / "straight"), base)
-  from flax import nnx
-
-  from jaxtok.tokenizers import embedding_init
-
   emb = embedding_init.BaseEmbeddings(base_tok, *zett.base_tables(base))
-  tables = embedding_init.hypernet_init(target, emb, hyper)
+  predict = hypernet_lib.predictor(hyper, emb.emb_in, emb.emb_out)
+  tables = embedding_init.hypernet_init(target, emb, predict, hyper.cfg.max_len)
   docs = zett.eval_docs(c)[:3]
-  batches = transfer_eval.eval_batches(tok, docs, seq_len=128, batch_size=2)
+  batches = tokenizer_bpb.eval_batches(tok, docs, seq_len=128, batch_size=2)
   g, p = nnx.split(base, nnx.Param)
-  want = transfer_eval.bits_per_byte(g, transfer_eval.with_embeddings(p, *tables), batches)
+  want = tokenizer_bpb.bits_per_byte(g, with_embeddings(p, *tables), batches)
   g2, p2 = nnx.split(model, nnx.Param)
-  got = transfer_eval.bits_per_byte(g2, p2, batches)
+  got = tokenizer_bpb.bits_per_byte(g2, p2, batches)
   np.testing.assert_allclose(got["bpb"], want["bpb"], rtol=1e-5)
 
 
@@ -159,7 +155,7 @@ def test_config_errors_name_the_field(root):
   c = tiny_config(root)
   c.train.identity_steps = 50
   with pytest.raises(ValueError, match="config.train.identity_steps"):
-    zett.train(c, str(root / "bad"))
+    trainer.train(c, str(root / "bad"))
   tok = load_tokenizer(str(root / "base" / "tokenizer.json"))
   batch = zett.tokenize_rows([[(b"def f(x): return x + 1", True, True)]], tok, 32)
   with pytest.raises(ValueError, match="config.data.vocab_per_step"):

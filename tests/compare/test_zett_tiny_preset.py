@@ -2,7 +2,7 @@
 embeddings on held-out text under tokenizers it never saw in training."""
 
 from configs import zett_tiny
-from jaxtok.eval import zett_compare
+from jaxtok.compare import zett as zett_compare
 
 
 def test_tiny_preset_hypernet_beats_fvt_and_random(tmp_path):

@@ -26,15 +26,16 @@ from typing import Any
 
 import jax
 
-from jaxtok.data import packing
-from jaxtok.eval.flops import transformer_config_flops
+from jaxtok.data import corpora, packing
+from jaxtok.models.entropy_model import EntropyModel
+from jaxtok.models.flops import transformer_config_flops
 from jaxtok.models.transformer import TransformerConfig
 from jaxtok.patching import PatchingConfig
 from jaxtok.patching import rules as patch_rules
-from jaxtok.patching.entropy import EntropyModel, per_byte_entropies
-from jaxtok.train import trainer
+from jaxtok.patching.entropy import per_byte_entropies
+from jaxtok.train import prepare, trainer
 from jaxtok.train.metrics import markdown_table
-from jaxtok.train.task import get_task, load_train_corpus
+from jaxtok.train.tasks import get_task
 
 # What the paper predicts at matched FLOPs (lower BPB first).
 PAPER_ORDER = ("blt_entropy", "bpe", "blt_space", "blt_static")
@@ -73,7 +74,7 @@ def _sample_batches(config, n_bytes: int, encode_fn=None) -> list[dict]:
   """Training batches (not the first ones the run trains on) holding about `n_bytes`."""
   n = max(1, -(-n_bytes // (config.data.batch_size * config.data.seq_len)))
   it = packing.PackedBatches(
-    load_train_corpus(config),
+    corpora.corpus_for(config.data, "train"),
     batch_size=config.data.batch_size,
     seq_len=config.data.seq_len,
     seed=config.train.seed + 1,  # not the training order's first batches
@@ -140,7 +141,8 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
         print(f"== {a}: threshold {theta:.4f} nats gives {got:.2f} bytes/patch")
     cfgs[a] = c
 
-  # 3. Matched training FLOPs.
+  # 3. Matched training FLOPs (of each arm's prepared config: measured bytes per patch/token).
+  cfgs = {a: prepare.prepare(cfgs[a], os.path.join(workdir, a)) for a in arms}
   tasks = {a: get_task(cfgs[a]) for a in arms}
   ref = config.reference_arm
   budget = tasks[ref].flops.train * _bytes_per_step(cfgs[ref], tasks[ref]) * config.reference_steps

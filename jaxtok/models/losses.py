@@ -44,6 +44,21 @@ def lm_loss(model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return token_ce_sums(logits, batch["targets"], batch.get("target_bytes"))
 
 
+def foreign_embedding_sums(
+  model, e_in_VxD: jax.Array, e_out_VxD: jax.Array, vocab_valid_V: jax.Array, batch
+) -> dict[str, jax.Array]:
+  """Next-token loss sums of a Transformer `model` that reads the rows of `e_in` and scores
+  against `e_out`: embeddings of another vocabulary (e.g. predicted by a hypernetwork).
+
+  Ids index the given tables; entries with `vocab_valid` False are never predicted.
+  """
+  x = jnp.take(e_in_VxD, jnp.maximum(batch["inputs"], 0), axis=0).astype(model.embed.dtype)
+  h = model.hidden(x, segment_ids=batch["segment_ids"], positions=batch["positions"])
+  logits = jnp.einsum("btd,vd->btv", h.astype(jnp.float32), e_out_VxD)
+  logits = jnp.where(vocab_valid_V[None, None], logits, -1e9)
+  return token_ce_sums(logits, batch["targets"], batch["target_bytes"])
+
+
 def summarize(sums: dict[str, float]) -> dict[str, float]:
   """Mean loss per token and bits per byte from summed statistics."""
   tokens, nbytes = max(float(sums["tokens"]), 1.0), max(float(sums["bytes"]), 1.0)

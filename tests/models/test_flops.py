@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jaxtok.eval.flops import Flops, transformer_config_flops, visible_keys
+from jaxtok.models.flops import Flops, transformer_config_flops, visible_keys
 from jaxtok.models.transformer import Transformer, TransformerConfig
 
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxtok.compare import blt as blt_compare
 from jaxtok.data import codec
-from jaxtok.eval import blt_compare
+from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
-from jaxtok.patching.entropy import EntropyModel, per_byte_entropies
+from jaxtok.patching.entropy import per_byte_entropies
 
 
 def test_calibrated_threshold_gives_the_target_patch_size():

@@ -54,7 +54,7 @@ def logical_to_mesh(names: Sequence[str | None] | None, rules=RULES) -> P:
   out = []
   for name in names:
     if name is not None and name not in table:
-      raise KeyError(f"logical axis {name!r} has no rule; add it to jaxtok.nn.sharding.RULES")
+      raise KeyError(f"logical axis {name!r} has no rule; add it to jaxtok.sharding.RULES")
     out.append(None if name is None else table[name])
   return P(*out)
 

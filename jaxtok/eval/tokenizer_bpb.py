@@ -9,6 +9,7 @@ per byte of different tokenizers are directly comparable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -17,9 +18,8 @@ import numpy as np
 from flax import nnx
 
 from jaxtok.data import packing
+from jaxtok.models.losses import lm_loss, summarize
 from jaxtok.tokenizers.byte_view import ByteTokenizer
-from jaxtok.train.losses import lm_loss, summarize
-from jaxtok.train.steps import make_eval_step
 
 
 def eval_batches(
@@ -35,37 +35,19 @@ def eval_batches(
     repeat=False,
     encode_fn=tok.make_encoder(),
   )
-  out = []
-  for b in it:
-    t = b["targets"]
-    out.append({**b, "target_bytes": np.where(t >= 0, tok.lengths[np.maximum(t, 0)], 0)})
-  return out
+  return [packing.with_target_bytes(b, tok.lengths) for b in it]
 
 
-def with_embeddings(params: nnx.State, emb_in: jax.Array, emb_out: jax.Array | None) -> nnx.State:
-  """A Transformer's params with its embedding (and untied head) replaced: another vocab."""
-  flat = dict(nnx.to_flat_state(params))
-  emb = flat[("embed", "embedding")]
-  flat[("embed", "embedding")] = emb.replace(jnp.asarray(emb_in, emb.value.dtype))
-  if ("head", "kernel") in flat:
-    if emb_out is None:
-      raise ValueError("the model has an untied output head: pass output embeddings")
-    head = flat[("head", "kernel")]
-    flat[("head", "kernel")] = head.replace(jnp.asarray(emb_out, head.value.dtype).T)
-  return nnx.from_flat_state(flat)
-
-
-_EVAL_STEPS: dict = {}
+@functools.partial(jax.jit, static_argnums=0)
+def _lm_sums(graphdef, params, batch):
+  return lm_loss(nnx.merge(graphdef, params), batch)
 
 
 def bits_per_byte(graphdef, params: nnx.State, batches: Sequence[dict]) -> dict[str, float]:
   """{"bpb", "loss", "tokens", "bytes"} of the model over `batches` (sums, then ratios)."""
-  step = _EVAL_STEPS.get(graphdef)
-  if step is None:
-    step = _EVAL_STEPS[graphdef] = make_eval_step(graphdef, lm_loss)
   totals = None
   for b in batches:
-    sums = step(params, {k: jnp.asarray(v) for k, v in b.items()})
+    sums = _lm_sums(graphdef, params, {k: jnp.asarray(v) for k, v in b.items()})
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return summarize(jax.device_get(totals))
 

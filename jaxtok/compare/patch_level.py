@@ -164,7 +164,7 @@ def markdown(rows: list[dict[str, Any]], config) -> str:
     f"Patch-level vs token-level training on `{d.name}`: {model}, "
     f"{d.batch_size} x {d.seq_len} tokens per step. cost_theory = Σ cost_i x steps_i / steps "
     "(λ/K + 1 - λ for token LMs; for a BLT only the latent's FLOPs shrink by K); "
-    "flops_ratio from jaxtok.eval.flops; wall_s = measured time of "
+    "flops_ratio from jaxtok.models.flops; wall_s = measured time of "
     "the training steps (no compilation, no evaluation); wall_ratio = wall_s / wall_s of the "
     "token-level run of the same unit and size; wall_ratio_median = the same from the median "
     "time per step of each phase (robust to bursts of load on a shared machine); "

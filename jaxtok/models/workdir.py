@@ -1,0 +1,85 @@
+"""A training workdir read back: its resolved config, its model, its weights.
+
+A workdir holds `config.json` (the resolved config the run trained with: the
+tokenizer path, the vocabulary size, the measured bytes per patch are all
+written into it), `checkpoints/` (orbax) and, for token models, its own
+`tokenizer.json`. Restoring reads only these files: no corpus is opened, no
+tokenizer trained, nothing measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+from flax import nnx
+
+from jaxtok import checkpoint as ckpt_lib
+from jaxtok.models.blt import BLT, BLTConfig
+from jaxtok.models.transformer import Transformer, TransformerConfig
+from jaxtok.patching.config import PatchingConfig
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+MODELS = ("transformer", "blt")  # config.model.name values a workdir can be restored as
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run wrote into its workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise ckpt_lib.CheckpointError(f"{workdir} has no {CONFIG_FILE}: not a jaxtok workdir")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def model_config(config) -> TransformerConfig | BLTConfig:
+  """The model section of a (resolved) config as its typed dataclass."""
+  name = config.model.get("name", "transformer")
+  if name == "transformer":
+    return TransformerConfig.from_dict(config.model)
+  if name == "blt":
+    if "patching" not in config:
+      raise ValueError("config.patching is missing: a BLT config needs one (see configs/blt_*.py)")
+    pcfg = PatchingConfig.from_dict(config.patching)
+    return BLTConfig.from_dict(
+      config.model,
+      max_patches=pcfg.max_patches or config.data.seq_len,
+      lookahead=pcfg.lookahead,
+    )
+  raise ValueError(f"config.model.name={name!r}: a workdir model is one of {MODELS}")
+
+
+def build_model(config, rngs: nnx.Rngs) -> Transformer | BLT:
+  """The (randomly initialised) model a resolved config describes."""
+  cfg = model_config(config)
+  return BLT(cfg, rngs=rngs) if isinstance(cfg, BLTConfig) else Transformer(cfg, rngs=rngs)
+
+
+def checkpointer(workdir: str, **kw) -> ckpt_lib.Checkpointer:
+  return ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), **kw)
+
+
+def restore(workdir: str, step: int | None = None):
+  """(model, config) of a training workdir, for notebooks, evaluation and generation.
+
+  Builds the model from the workdir's config.json, then loads the parameters of
+  checkpoint `step` (default: the latest) on the default device.
+  """
+  config = load_config(workdir)
+  abstract = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
+  graphdef, params = nnx.split(abstract, nnx.Param)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
+  ckpt = checkpointer(workdir, async_save=False)
+  try:
+    _, arrays, _ = ckpt.restore({"params": params}, step=step)
+  finally:
+    ckpt.close()
+  return nnx.merge(graphdef, arrays["params"]), config
+
+
+def tokenizer_path(workdir: str) -> str:
+  return os.path.join(workdir, TOKENIZER_FILE)
