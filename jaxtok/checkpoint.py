@@ -80,9 +80,6 @@ class Checkpointer:
     _check_shapes(arrays, arrays_like, self.directory, step)
     return step, arrays, {k: out[k] for k in json_keys}
 
-  def wait(self) -> None:
-    self._mngr.wait_until_finished()
-
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()

@@ -242,6 +242,16 @@ def _dot(a, b):
   return jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
+def _loop_visible(range_ref, b, i, may_see, visit, init):
+  """fori_loop over the other side's blocks j in [range[b, 2i], range[b, 2i + 1]), visiting
+  only those `may_see(j)` allows: the block skipping every kernel here shares."""
+
+  def body(j, carry):
+    return jax.lax.cond(may_see(j), visit, lambda j, c: c, j, carry)
+
+  return jax.lax.fori_loop(range_ref[b, 2 * i], range_ref[b, 2 * i + 1], body, init)
+
+
 # --- forward kernel ----------------------------------------------------------
 
 
@@ -283,18 +293,14 @@ def _fwd_kernel(
     acc = alpha * acc + _dot(p.astype(v.dtype), v)
     return m_new, alpha * l + p.sum(axis=1, keepdims=True), acc, n + 1
 
-  def body(j, carry):
-    return jax.lax.cond(
-      _may_see(cfg, q_summary, _read4(ksum_ref, b, j)), visit, lambda j, c: c, j, carry
-    )
-
   init = (
     jnp.full((bq, 1), _NEG, jnp.float32),
     jnp.zeros((bq, 1), jnp.float32),
     jnp.zeros(o_ref.shape, jnp.float32),
     jnp.int32(0),
   )
-  m, l, acc, n = jax.lax.fori_loop(qrange_ref[b, 2 * i], qrange_ref[b, 2 * i + 1], body, init)
+  may_see = lambda j: _may_see(cfg, q_summary, _read4(ksum_ref, b, j))
+  m, l, acc, n = _loop_visible(qrange_ref, b, i, may_see, visit, init)
   seen = l > 0
   o_ref[...] = (acc / jnp.where(seen, l, 1.0)).astype(o_ref.dtype)
   lse_ref[...] = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), 0.0)
@@ -343,6 +349,14 @@ def _forward(cfg: _Cfg, q, k, v, qseg, qidx, kseg, kidx):
 # --- backward kernels --------------------------------------------------------
 
 
+def _probs_and_grads(x, y, dx, dy, ok, lse, delta):
+  """A block's recomputed probabilities p = exp(x y^T - lse) (where `ok`) and score
+  gradients ds = p * (dx dy^T - delta). (x, y, dx, dy) = (q, k, do, v) gives the
+  query-major block of the dq kernel, (k, q, v, do) its transpose for the dk/dv kernel."""
+  p = jnp.where(ok, jnp.exp(_dot_t(x, y) - lse), 0.0)
+  return p, p * (_dot_t(dx, dy) - delta)
+
+
 def _dq_kernel(
   qsum_ref,
   ksum_ref,
@@ -373,18 +387,11 @@ def _dq_kernel(
     keys = pl.ds(pl.multiple_of(j * bk, bk), bk)
     k, v = k_ref[keys, :], v_ref[keys, :]
     ok = _mask_block(cfg, qs, qi, kseg_ref[:, keys], kidx_ref[:, keys])
-    p = jnp.where(ok, jnp.exp(_dot_t(q, k) - lse), 0.0)
-    ds = p * (_dot_t(do, v) - delta)
+    _, ds = _probs_and_grads(q, k, do, v, ok, lse, delta)
     return dq + _dot(ds.astype(k.dtype), k)
 
-  def body(j, dq):
-    return jax.lax.cond(
-      _may_see(cfg, q_summary, _read4(ksum_ref, b, j)), visit, lambda j, c: c, j, dq
-    )
-
-  dq = jax.lax.fori_loop(
-    qrange_ref[b, 2 * i], qrange_ref[b, 2 * i + 1], body, jnp.zeros(dq_ref.shape, jnp.float32)
-  )
+  may_see = lambda j: _may_see(cfg, q_summary, _read4(ksum_ref, b, j))
+  dq = _loop_visible(qrange_ref, b, i, may_see, visit, jnp.zeros(dq_ref.shape, jnp.float32))
   dq_ref[...] = (dq * cfg.scale).astype(dq_ref.dtype)
 
 
@@ -422,18 +429,13 @@ def _dkv_kernel(
     q = (q_ref[rows, :] * scale).astype(q_ref.dtype)
     do = do_ref[rows, :]
     ok = _mask_block(cfg, qseg_ref[:, rows], qidx_ref[:, rows], ks, ki)  # bk x bq
-    p_t = jnp.where(ok, jnp.exp(_dot_t(k, q) - lse_ref[:, rows]), 0.0)
-    dv = dv + _dot(p_t.astype(do.dtype), do)
-    ds_t = p_t * (_dot_t(v, do) - delta_ref[:, rows])
-    return dk + _dot(ds_t.astype(q.dtype), q), dv
+    lse, delta = lse_ref[:, rows], delta_ref[:, rows]
+    p_t, ds_t = _probs_and_grads(k, q, v, do, ok, lse, delta)
+    return dk + _dot(ds_t.astype(q.dtype), q), dv + _dot(p_t.astype(do.dtype), do)
 
-  def body(i, carry):
-    return jax.lax.cond(
-      _may_see(cfg, _read4(qsum_ref, b, i), k_summary), visit, lambda i, c: c, i, carry
-    )
-
+  may_see = lambda i: _may_see(cfg, _read4(qsum_ref, b, i), k_summary)
   zeros = jnp.zeros(dk_ref.shape, jnp.float32)
-  dk, dv = jax.lax.fori_loop(krange_ref[b, 2 * j], krange_ref[b, 2 * j + 1], body, (zeros, zeros))
+  dk, dv = _loop_visible(krange_ref, b, j, may_see, visit, (zeros, zeros))
   dk_ref[...] = dk
   dv_ref[...] = dv
 

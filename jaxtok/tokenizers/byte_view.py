@@ -163,10 +163,6 @@ class ByteTokenizer:
   def pad_id(self) -> int:
     return self.specials.pad
 
-  def special_mask(self) -> np.ndarray:
-    """bool [vocab]: ids that stand for no bytes (specials, control, unknown, unused)."""
-    return self.lengths == 0
-
   def __repr__(self) -> str:
     return f"ByteTokenizer({self.name or self.kind!r}, vocab={self.vocab_size})"
 
