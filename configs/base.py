@@ -22,7 +22,8 @@ def model_defaults() -> config_dict.ConfigDict:
       dtype="float32",
       param_dtype="float32",
       attention_impl="xla",
-      remat=False,
+      scan_layers=True,  # False: a Python loop over the same stacked layers (slow compiles)
+      remat="none",  # layer rematerialisation: "none" | "full" | "dots" | "dots_no_batch"
     )
   )
 

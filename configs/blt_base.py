@@ -37,7 +37,8 @@ def model_defaults() -> config_dict.ConfigDict:
       param_dtype="float32",
       attention_impl="xla",
       pool_impl="xla",
-      remat=False,
+      scan_layers=True,  # False: Python loops over the same stacked layers (slow compiles)
+      remat="none",  # layer rematerialisation: "none" | "full" | "dots" | "dots_no_batch"
     )
   )
 

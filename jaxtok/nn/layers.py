@@ -24,7 +24,7 @@ def param(
   the state on the mesh with `sharding.state_shardings`.
   """
   return nnx.Param(
-    init(rngs.params(), tuple(shape), dtype), sharding=tuple(names), eager_sharding=False
+    init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=False
   )
 
 

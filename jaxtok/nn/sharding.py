@@ -28,6 +28,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
   ("head_dim", None),
   ("seq", None),
   ("norm", None),
+  ("layers", None),  # the stacked-layer axis (jaxtok.nn.stack): every device holds all layers
 )
 
 
