@@ -8,7 +8,7 @@ bytes --LocalEncoder--> patches --LatentTransformer--> latents --LocalDecoder-->
   cross-attend to the bytes of their own patch (equal segment ids), after the
   last block or after every block.
 * LatentTransformer: a causal transformer over the [B, P, D] patch sequence
-  (document-masked); a clean sub-module that patch-level training can reuse.
+  (document-masked).
 * LocalDecoder: the encoder's byte states cross-attend to the `cross_attn_k`
   vectors of one latent (see `patching.layout` for which), then byte
   self-attention blocks, RMSNorm and a head to the 260 byte ids.
@@ -410,10 +410,12 @@ class LocalDecoder(nnx.Module):
 class BLT(nnx.Module):
   """bytes (+ hash ids + patch starts) -> next-byte logits [B, T, 260].
 
-  The stages, composed by `forward`, by patch-level training and by generation:
-    embed -> encode -> latent -> decode                       (whole rows)
-    embed -> encode_step (per byte) -> encode_patch -> latent_step -> decoder_kv (per patch)
-      -> decode_step (per byte)                               (cached, one byte at a time)
+  The stages, written once and composed by `forward`, by patch-level training
+  (`train.patch_level`) and by generation (`jaxtok.generate`):
+    whole rows:  embed -> encode -> latent_states -> decode
+    cached, one byte at a time:  embed -> encode_step, and when a patch closes
+      encode_patch -> latent_step -> decoder_kv; then decode_step.
+  Every stack of layers is scanned (`jaxtok.nn.stack`), or unrolled with `cfg.scan_layers=False`.
   """
 
   def __init__(self, cfg: BLTConfig, *, rngs: nnx.Rngs):
@@ -471,8 +473,11 @@ class BLT(nnx.Module):
     )
 
   def encode_step(self, x_Bx1xD, t, cache: RingCache):
-    """Byte t through the encoder: (state [B, 1, D], states for the cross-attention(s)
-    C x B x 1 x D, to buffer until the patch closes, cache)."""
+    """Byte t through the encoder blocks: (state [B, 1, D], states [C, B, 1, D], cache).
+
+    The C states are what the cross-attentions read: the caller buffers them until
+    the patch closes (`encode_patch`).
+    """
     return self.encoder.step(x_Bx1xD, t, cache)
 
   def encode_patch(self, states_CxBxLxD, length) -> jax.Array:
