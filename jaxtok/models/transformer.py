@@ -4,6 +4,9 @@ Used as the byte LM / BLT entropy model (vocab 260), as the token-level baseline
 (any vocab) and as the container for converted pretrained Llama-style models.
 Pre-norm RMSNorm blocks, RoPE, SwiGLU, grouped-query attention, causal +
 document + optional sliding-window masks, optional KV cache for decoding.
+The blocks are one stacked module (parameters [L, ...], `jaxtok.nn.stack`) run
+by a scan, or by a Python loop with `scan_layers=False`; the functions after
+`Block` run such stacks for every model here (BLT and hypernetwork included).
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ class Block(nnx.Module):
     v_cache = jax.lax.dynamic_update_slice_in_dim(
       v_cache, v.astype(v_cache.dtype), write_at, axis=1
     )
-    out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.attn.cfg.attention_impl)
+    out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.cfg.attention_impl)
     x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
     return x + self.mlp(self.mlp_norm(x)), k_cache, v_cache
 

@@ -66,20 +66,16 @@ def run(
     return body(layer, c, x_i)
 
   if remat != "none":
-    # prevent_cse only matters outside a scan (jax.checkpoint docs): keep the unrolled twin honest.
+    # Inside a scan CSE cannot merge the recomputation away, so prevent_cse (which costs
+    # optimisations) is needed only by the unrolled twin (jax.checkpoint docs).
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=not scan)
   if scan:
     return jax.lax.scan(step, carry, (state, xs))
-  n = depth(layers)
+  n = jax.tree.leaves(state)[0].shape[0]
   ys = None
   for i in range(n):
     carry, y = step(carry, jax.tree.map(lambda a: a[i], (state, xs)))
-    if ys is None:
+    if ys is None:  # one [L, ...] buffer per output, as the scan returns them
       ys = jax.tree.map(lambda a: jnp.zeros((n, *a.shape), a.dtype), y)
     ys = jax.tree.map(lambda buf, a: jax.lax.dynamic_update_index_in_dim(buf, a, i, 0), ys, y)
   return carry, ys
-
-
-def depth(layers) -> int:
-  """L, the leading axis of a stack's parameters."""
-  return jax.tree.leaves(nnx.state(layers))[0].shape[0]
