@@ -115,9 +115,9 @@ def load_gguf_model(
   pdt = DTYPES[param_dtype]
   for key, var in flat.items():
     a = arrays[key]
-    if tuple(a.shape) != tuple(var.value.shape):
-      raise ConversionError(f"{path}: {key} has shape {a.shape}, expected {var.value.shape}")
-    var.value = jnp.asarray(a, pdt)
+    if tuple(a.shape) != tuple(var.shape):
+      raise ConversionError(f"{path}: {key} has shape {a.shape}, expected {var.shape}")
+    var.set_value(jnp.asarray(a, pdt))
   model = nnx.merge(graphdef, nnx.from_flat_state(flat))
   return model, tok
 

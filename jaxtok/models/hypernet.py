@@ -85,8 +85,8 @@ class _Head(nnx.Module):
     )
 
   def __call__(self, h):
-    y = self.proj(h).astype(jnp.float32) * self.scale.value
-    return y if self.shift is None else y + self.shift.value
+    y = self.proj(h).astype(jnp.float32) * self.scale[...]
+    return y if self.shift is None else y + self.shift[...]
 
 
 class Hypernet(nnx.Module):

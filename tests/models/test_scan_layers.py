@@ -51,7 +51,7 @@ def test_transformer_scanned_equals_unrolled(remat):
     d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, mlp_dim=64, sliding_window=6, remat=remat
   )
   scanned, unrolled = twins(Transformer, cfg)
-  assert scanned.blocks.attn.wq.kernel.value.shape == (3, 32, 32)  # [layers, in, out]
+  assert scanned.blocks.attn.wq.kernel.shape == (3, 32, 32)  # [layers, in, out]
   seg = np.asarray([[1] * 12 + [2] * 8, [1] * 20], np.int32)
   batch = dict(inputs=tokens((2, 20)), segment_ids=seg)
   logits = lambda m, b: m(b["inputs"], segment_ids=b["segment_ids"])  # noqa: E731
@@ -124,8 +124,8 @@ def test_blt_scanned_equals_unrolled(all_layers):
   )
   scanned, unrolled = twins(BLT, cfg)
   n_cross = (2, 3) if all_layers else (1, 1)
-  assert scanned.encoder.cross.wq.kernel.value.shape[0] == n_cross[0]
-  assert scanned.decoder.cross.wq.kernel.value.shape[0] == n_cross[1]
+  assert scanned.encoder.cross.wq.kernel.shape[0] == n_cross[0]
+  assert scanned.decoder.cross.wq.kernel.shape[0] == n_cross[1]
   batch = blt_batch(cfg, pcfg)
 
   def logits(m, b):

@@ -23,10 +23,10 @@ class Layer(nnx.Module):
 def test_stacked_params_carry_the_layers_axis_and_shard_by_the_rules():
   layers = stack.stack(Layer, 3, nnx.Rngs(0))
   kernel = layers.up.kernel
-  assert kernel.value.shape == (3, 8, 16)
+  assert kernel.shape == (3, 8, 16)
   assert kernel.get_metadata()["out_sharding"] == ("layers", "embed", "mlp")
   # Independent initialisations, not one layer repeated.
-  assert not np.allclose(kernel.value[0], kernel.value[1])
+  assert not np.allclose(kernel[0], kernel[1])
   mesh = sharding.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
   specs = sharding.state_shardings(nnx.state(layers, nnx.Param), mesh)
   assert specs["up"]["kernel"].spec == P(None, "fsdp", "tensor")
@@ -43,7 +43,7 @@ def test_scan_and_loop_give_the_same_outputs_and_gradients(remat):
   def f(params, scan):
     def body(layer, h, x_i):
       # Inside the body a layer sees its own slice and metadata without the "layers" name.
-      assert layer.up.kernel.value.shape == (8, 16)
+      assert layer.up.kernel.shape == (8, 16)
       assert layer.up.kernel.get_metadata()["out_sharding"] == ("embed", "mlp")
       h = layer(h + x_i)
       return h, h.sum(-1)
