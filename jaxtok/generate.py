@@ -34,8 +34,7 @@ from jaxtok.models import entropy_model
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.blt import BLT
 from jaxtok.models.entropy_model import EntropyModel
-from jaxtok.models.transformer import Transformer
-from jaxtok.nn import attention as attn_lib
+from jaxtok.models.transformer import KVCache, RingCache, Transformer
 from jaxtok.patching.entropy import entropy_from_logits, per_byte_entropies
 from jaxtok.tokenizers.byte_view import ByteTokenizer
 
@@ -62,55 +61,11 @@ def sample(logits_V: jax.Array, key: jax.Array, temperature: float, top_p: float
   return jax.random.categorical(key, logits).astype(jnp.int32)
 
 
-# --- ring KV caches ------------------------------------------------------------------------------
-
-
-@struct.dataclass
-class RingCache:
-  """K/V of the last S positions of every layer; `pos[s]`: position in slot s (-1: empty)."""
-
-  k: jax.Array  # L x B x S x K x H
-  v: jax.Array
-  pos: jax.Array  # S int32
-
-
-def init_ring(cfg, batch: int, size: int) -> RingCache:
-  shape = (cfg.n_layers, batch, size, cfg.num_kv_heads, cfg.head_size)
-  dtype = jnp.dtype(cfg.dtype)
-  return RingCache(
-    jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((size,), -1, jnp.int32)
-  )
+# --- cached BLT decoding -------------------------------------------------------------------------
 
 
 def ring_size(window: int | None, max_len: int) -> int:
   return max_len if window is None else min(window, max_len)
-
-
-def ring_blocks(blocks, x_Bx1xD, t, cache: RingCache, window: int | None):
-  """Runs one position t through `blocks` with a ring cache; returns (per-layer outputs, cache)."""
-  b = x_Bx1xD.shape[0]
-  s = cache.pos.shape[0]
-  slot = t % s
-  pos = cache.pos.at[slot].set(t)
-  kv_idx = jnp.broadcast_to(pos, (b, s))
-  mask = attn_lib.Mask(
-    kv_segment_ids=(kv_idx >= 0).astype(jnp.int32),
-    q_idx=jnp.full((b, 1), t, jnp.int32),
-    kv_idx=kv_idx,
-    causal=True,
-    window=window,
-  )
-  positions = jnp.full((b, 1), t, jnp.int32)
-  outs, ks, vs = [], [], []
-  for i, block in enumerate(blocks):
-    x_Bx1xD, k, v = block.decode(x_Bx1xD, positions, mask, cache.k[i], cache.v[i], slot)
-    outs.append(x_Bx1xD)
-    ks.append(k)
-    vs.append(v)
-  return outs, RingCache(jnp.stack(ks), jnp.stack(vs), pos)
-
-
-# --- cached BLT decoding -------------------------------------------------------------------------
 
 
 @struct.dataclass
@@ -123,9 +78,8 @@ class BLTState:
   dec_cache: RingCache
   patch_buf: jax.Array  # C x 1 x L x D: byte states of the current patch, per cross layer
   patch_len: jax.Array  # int32: bytes in the current patch
-  lat_cache: Any  # KVCache of the latent transformer
-  dec_k: jax.Array  # X x 1 x k x N x H: decoder cross-attention keys of the latest latent
-  dec_v: jax.Array
+  lat_cache: KVCache  # of the latent transformer
+  dec_kv: tuple[jax.Array, jax.Array]  # X x 1 x k x N x H: decoder cross-attention k/v
   has_latent: jax.Array  # bool: whether a patch has closed yet
 
 
@@ -166,15 +120,15 @@ class BLTGenerator:
   def _init_fn(self, params) -> BLTState:
     cfg = self.cfg
     model = nnx.merge(self.graphdef, params)
-    lcfg_enc, lcfg_dec = model.encoder.lcfg, model.decoder.lcfg
-    ring = ring_size(cfg.local_window, self.max_len)
     em_cache = None
     if self.em is not None:
-      em_cfg = self.em.model.cfg
-      em_cache = init_ring(em_cfg, 1, ring_size(em_cfg.sliding_window, self.max_len))
-    n_cross_dec = len(model.decoder.cross_at)
-    k, nh = cfg.cross_attn_k, cfg.cross_attn_heads
-    kv_shape = (n_cross_dec, 1, k, nh, cfg.d_local // nh)
+      em = self.em.model
+      em_cache = em.init_ring(1, ring_size(em.cfg.sliding_window, self.max_len))
+    enc_cache, lat_cache, dec_cache = model.init_caches(
+      1, ring_size(cfg.local_window, self.max_len), self.max_len
+    )
+    nh = cfg.cross_attn_heads
+    kv_shape = (len(cfg.decoder_cross_layers), 1, cfg.cross_attn_k, nh, cfg.d_local // nh)
     dtype = jnp.dtype(cfg.dtype)
     ps = self.patcher.init(1)
     ps, first = self.patcher.step(ps, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.float32))
@@ -185,43 +139,29 @@ class BLTGenerator:
       patcher=ps,
       next_start=first,
       em_cache=em_cache,
-      enc_cache=init_ring(lcfg_enc, 1, ring),
-      dec_cache=init_ring(lcfg_dec, 1, ring),
-      patch_buf=jnp.zeros((len(model.encoder.cross_at), 1, self.patch_cap, cfg.d_local), dtype),
+      enc_cache=enc_cache,
+      dec_cache=dec_cache,
+      patch_buf=jnp.zeros((len(cfg.encoder_cross_layers), 1, self.patch_cap, cfg.d_local), dtype),
       patch_len=jnp.zeros((), jnp.int32),
-      lat_cache=model.latent.init_cache(1, self.max_len),
-      dec_k=jnp.zeros(kv_shape, dtype),
-      dec_v=jnp.zeros(kv_shape, dtype),
+      lat_cache=lat_cache,
+      dec_kv=(jnp.zeros(kv_shape, dtype), jnp.zeros(kv_shape, dtype)),
       has_latent=jnp.zeros((), bool),
     )
 
   # -- one byte --
 
   def _close_patch(self, model: BLT, st: BLTState) -> BLTState:
-    """Pools and cross-attends the current patch, steps the latent, refreshes decoder k/v."""
-    enc, cfg = model.encoder, self.cfg
-    k = cfg.cross_attn_k
-    seg = (jnp.arange(self.patch_cap) < st.patch_len).astype(jnp.int32)[None]  # 1 x L
-    pooled = jnp.max(jnp.where(seg[..., None] > 0, st.patch_buf[0], -jnp.inf), axis=1)
-    q = enc.patch_queries(pooled[:, None, :].astype(st.patch_buf.dtype))  # 1 x k x D
-    mask = attn_lib.Mask(
-      q_segment_ids=jnp.ones((1, k), jnp.int32), kv_segment_ids=seg, causal=False
-    )
-    for c, cross in enumerate(enc.cross):
-      q = q + cross(q, st.patch_buf[c], mask)
-    h = model.project_patches(q.reshape(1, 1, k * cfg.d_local))
-    g, lat_cache = model.latent.decode(h, st.lat_cache)
-    kv = model.decoder.latent_vectors(g)  # 1 x k x D
-    ks, vs = zip(*[cross.kv(kv) for cross in model.decoder.cross])
-    return st.replace(
-      lat_cache=lat_cache, dec_k=jnp.stack(ks), dec_v=jnp.stack(vs), has_latent=jnp.ones((), bool)
-    )
+    """Encodes the current patch, steps the latent, refreshes the decoder's cross-attention k/v."""
+    h = model.encode_patch(st.patch_buf, st.patch_len)
+    g, lat_cache = model.latent_step(h, st.lat_cache)
+    dec_kv = model.decoder_kv(g)
+    return st.replace(lat_cache=lat_cache, dec_kv=dec_kv, has_latent=jnp.ones((), bool))
 
   def _step_fn(
     self, params, st: BLTState, byte_id, hash_ids_K, key, em_params, *, temperature, top_p
   ):
     model = nnx.merge(self.graphdef, params)
-    cfg, t = self.cfg, st.t
+    t = st.t
     ids = jnp.reshape(byte_id, (1,)).astype(jnp.int32)
     close = functools.partial(self._close_patch, model)
 
@@ -236,52 +176,27 @@ class BLTGenerator:
     st = st.replace(patch_len=jnp.where(start[0], 0, st.patch_len))
 
     # 2. Local encoder, one byte; keep its states for the patch's cross-attention.
-    x = model.encoder.embed_bytes(
-      ids[:, None], None if hash_ids_K is None else hash_ids_K[None, None]
-    )
-    outs, enc_cache = ring_blocks(model.encoder.blocks, x, t, st.enc_cache, cfg.local_window)
-    buf = st.patch_buf
-    for c, layer in enumerate(model.encoder.cross_at):
-      buf = buf.at[c, :, st.patch_len].set(outs[layer][:, 0])
+    x = model.embed(ids[:, None], None if hash_ids_K is None else hash_ids_K[None, None])
+    x, states_Cx1x1xD, enc_cache = model.encode_step(x, t, st.enc_cache)
+    buf = jax.lax.dynamic_update_slice_in_dim(st.patch_buf, states_Cx1x1xD, st.patch_len, axis=2)
     st = st.replace(enc_cache=enc_cache, patch_buf=buf, patch_len=st.patch_len + 1)
-    x = outs[-1]
 
     # 3. Lookahead schemes: decide byte t+1's boundary now; a finished patch closes before decoding.
     if not self.patcher.needs_byte:
       h_next = None
       if self.em is not None:
         em = nnx.merge(self.em_graphdef, em_params)
-        ex = em.embed(ids[:, None])
-        em_outs, em_cache = ring_blocks(em.blocks, ex, t, st.em_cache, em.cfg.sliding_window)
-        h_next = entropy_from_logits(em.logits(em.final_norm(em_outs[-1])))[:, 0]
+        em_logits, em_cache = em.decode_ring(ids[:, None], t, st.em_cache)
+        h_next = entropy_from_logits(em_logits)[:, 0]
         st = st.replace(em_cache=em_cache)
       ps, next_start = self.patcher.step(st.patcher, ids, h_next)
       st = st.replace(patcher=ps, next_start=next_start)
       st = jax.lax.cond(next_start[0], close, lambda s: s, st)
 
     # 4. Local decoder: cross-attend to the latest latent, then byte self-attention.
-    dec = model.decoder
-    b = 1
-    mask = attn_lib.Mask(
-      q_segment_ids=jnp.ones((b, 1), jnp.int32),
-      kv_segment_ids=jnp.ones((b, cfg.cross_attn_k), jnp.int32),
-      causal=False,
-    )
-    # A decoder cross-attention is applied before some blocks: run the blocks one by one.
-    dec_cache = st.dec_cache
-    ks, vs, pos = [], [], None
-    for i, block in enumerate(dec.blocks):
-      if i in dec.cross_at:
-        c = dec.cross_at.index(i)
-        y = dec.cross[c].attend(x, st.dec_k[c], st.dec_v[c], mask)
-        x = x + jnp.where(st.has_latent, y, 0.0).astype(x.dtype)
-      one = RingCache(dec_cache.k[i : i + 1], dec_cache.v[i : i + 1], dec_cache.pos)
-      (x,), one = ring_blocks([block], x, t, one, cfg.local_window)
-      ks.append(one.k[0])
-      vs.append(one.v[0])
-      pos = one.pos
-    st = st.replace(dec_cache=RingCache(jnp.stack(ks), jnp.stack(vs), pos), t=t + 1)
-    logits = dec.logits(x)[0, 0]
+    logits, dec_cache = model.decode_step(x, t, st.dec_kv, st.has_latent, st.dec_cache)
+    st = st.replace(dec_cache=dec_cache, t=t + 1)
+    logits = logits[0, 0]
     return st, sample(logits, key, temperature, top_p), logits
 
   def step(self, st, byte_id: int, hash_ids_K, key, *, temperature=0.0, top_p=1.0):

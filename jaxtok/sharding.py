@@ -28,6 +28,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
   ("head_dim", None),
   ("seq", None),
   ("norm", None),
+  ("layers", None),  # the stacked-layer axis (jaxtok.nn.stack): every device holds all layers
 )
 
 
@@ -76,7 +77,7 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules=RULES):
 
   def one(var):
     names = var.get_metadata().get("out_sharding")
-    return NamedSharding(mesh, _fit(logical_to_mesh(names, rules), var.value.shape, mesh))
+    return NamedSharding(mesh, _fit(logical_to_mesh(names, rules), var.shape, mesh))
 
   return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 

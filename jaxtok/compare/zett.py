@@ -43,7 +43,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     trainer.train(config, hyper_dir)
   base, base_tok = zett.load_base(config)
   hypernet, _ = zett.restore_hypernet(hyper_dir, base)
-  emb = embedding_init.BaseEmbeddings(base_tok, *zett.base_tables(base))
+  emb = embedding_init.BaseEmbeddings(base_tok, *base.embedding_tables())
   predict = hypernet_lib.predictor(hypernet, emb.emb_in, emb.emb_out)
   max_len = hypernet.cfg.max_len
   graphdef, params = nnx.split(base, nnx.Param)

@@ -49,10 +49,10 @@ def evaluate_dynamic(
   scored text. merges=0 is the base tokenizer (the reference row).
   """
   graphdef, params = nnx.split(base, nnx.Param)
-  emb_in = np.asarray(base.embed.embedding.value, np.float32)
-  tied = base.cfg.tie_embeddings
-  emb_out = emb_in if tied else np.asarray(base.head.kernel.value.T, np.float32)
-  predict = hypernet_lib.predictor(hypernet, emb_in, None if tied else emb_out)
+  tables = base.embedding_tables()
+  predict = hypernet_lib.predictor(hypernet, *tables)
+  emb_in = np.asarray(tables[0], np.float32)
+  emb_out = emb_in if tables[1] is None else np.asarray(tables[1], np.float32)
 
   def predict_both(ids):
     e_in, e_out = predict(ids)

@@ -8,7 +8,7 @@ bytes --LocalEncoder--> patches --LatentTransformer--> latents --LocalDecoder-->
   cross-attend to the bytes of their own patch (equal segment ids), after the
   last block or after every block.
 * LatentTransformer: a causal transformer over the [B, P, D] patch sequence
-  (document-masked); a clean sub-module that patch-level training can reuse.
+  (document-masked).
 * LocalDecoder: the encoder's byte states cross-attend to the `cross_attn_k`
   vectors of one latent (see `patching.layout` for which), then byte
   self-attention blocks, RMSNorm and a head to the 260 byte ids.
@@ -44,9 +44,20 @@ from jaxtok.configlib import Section
 from jaxtok.data.codec import VOCAB_SIZE
 from jaxtok.models.flops import Flops, transformer_flops_per_token, visible_keys
 from jaxtok.models.losses import token_ce_sums
-from jaxtok.models.transformer import DTYPES, Block, KVCache, TransformerConfig
+from jaxtok.models.transformer import (
+  DTYPES,
+  KVCache,
+  RingCache,
+  TransformerConfig,
+  apply_blocks,
+  decode_with_cache,
+  decode_with_ring,
+  init_kv_cache,
+  init_ring_cache,
+  make_blocks,
+)
 from jaxtok.nn import attention as attn_lib
-from jaxtok.nn import pooling
+from jaxtok.nn import pooling, stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
 
 
@@ -76,7 +87,8 @@ class BLTConfig(Section):
   param_dtype: str = "float32"
   attention_impl: str = "xla"
   pool_impl: str = "xla"  # patch max-pool: "xla" (segment_max) or "pallas" (kernel)
-  remat: bool = False
+  scan_layers: bool = True  # False: Python loops over the same stacked layers (unrolled)
+  remat: str = "none"  # rematerialisation policy of each layer, one of stack.REMAT_POLICIES
   # Set from config.patching by the task, not by the model config:
   max_patches: int = 128  # patch slots per row
   lookahead: bool = True  # decoder alignment (see patching.layout)
@@ -112,6 +124,7 @@ class BLTConfig(Section):
     need(self.param_dtype in DTYPES, "param_dtype", f"one of {sorted(DTYPES)}")
     need(self.attention_impl in attn_lib.IMPLS, "attention_impl", f"one of {attn_lib.IMPLS}")
     need(self.pool_impl in pooling.IMPLS, "pool_impl", f"one of {pooling.IMPLS}")
+    need(self.remat in stack.REMAT_POLICIES, "remat", f"one of {sorted(stack.REMAT_POLICIES)}")
     self.local_config(1).validate()
     self.global_config().validate()
 
@@ -132,6 +145,7 @@ class BLTConfig(Section):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       attention_impl=self.attention_impl,
+      scan_layers=self.scan_layers,
       remat=self.remat,
     )
 
@@ -148,6 +162,7 @@ class BLTConfig(Section):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       attention_impl=self.attention_impl,
+      scan_layers=self.scan_layers,
       remat=self.remat,
     )
 
@@ -157,14 +172,11 @@ class BLTConfig(Section):
     n = self.n_layers_encoder
     return tuple(range(n)) if self.cross_attn_all_layers_encoder else (n - 1,)
 
-
-def _run_blocks(blocks, x, positions, mask, remat: bool):
-  for block in blocks:
-    if remat:
-      x = nnx.remat(lambda blk, y: blk(y, positions, mask))(block, x)
-    else:
-      x = block(x, positions, mask)
-  return x
+  @property
+  def decoder_cross_layers(self) -> tuple[int, ...]:
+    """Decoder layers preceded by a cross-attention (the first one, or all)."""
+    n = self.n_layers_decoder
+    return tuple(range(n)) if self.cross_attn_all_layers_decoder else (0,)
 
 
 class CrossAttention(nnx.Module):
@@ -199,12 +211,13 @@ class CrossAttention(nnx.Module):
     return self.attend(x_BxTxD, *self.kv(kv_BxSxD), mask)
 
 
-def segment_max_pool(x_BxTxD, seg_BxT, num_segments: int, impl: str = "xla") -> jax.Array:
-  """Max over the bytes of each patch (seg = patch + 1; 0 = none): [B, P, D]; empty gives 0."""
-  return pooling.segment_pool(x_BxTxD, seg_BxT - 1, num_segments, "max", impl=impl)
+def _cross_stack(cfg: BLTConfig, n: int, rngs: nnx.Rngs) -> CrossAttention:
+  return stack.stack(lambda r: CrossAttention(cfg, depth=n, rngs=r), n, rngs)
 
 
 class LocalEncoder(nnx.Module):
+  """Byte blocks, then patch vectors: pooled queries that cross-attend to their patch's bytes."""
+
   def __init__(self, cfg: BLTConfig, *, rngs: nnx.Rngs):
     dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
     lcfg = cfg.local_config(cfg.n_layers_encoder)
@@ -214,11 +227,8 @@ class LocalEncoder(nnx.Module):
       self.hash_embed = Embed(
         cfg.n_hash_tables * cfg.hash_vocab, cfg.d_local, rngs=rngs, dtype=dtype, param_dtype=pdtype
       )
-    self.blocks = nnx.List([Block(lcfg, rngs=rngs) for _ in range(cfg.n_layers_encoder)])
-    self.cross_at = cfg.encoder_cross_layers
-    self.cross = nnx.List(
-      [CrossAttention(cfg, depth=len(self.cross_at), rngs=rngs) for _ in self.cross_at]
-    )
+    self.blocks = make_blocks(lcfg, rngs)
+    self.cross = _cross_stack(cfg, len(cfg.encoder_cross_layers), rngs)
     k = cfg.cross_attn_k
     self.pool_proj = Linear(
       cfg.d_local, k * cfg.d_local, ("embed", "mlp"), rngs=rngs, dtype=dtype, param_dtype=pdtype
@@ -234,30 +244,47 @@ class LocalEncoder(nnx.Module):
       x = x + jnp.sum(self.hash_embed(hash_ids_BxTxK + offsets), axis=-2)
     return x
 
-  def patch_queries(self, pooled_BxPxD):
-    """k queries per patch from its pooled byte state: [B, P*k, D]."""
-    b, p, d = pooled_BxPxD.shape
-    return self.pool_proj(pooled_BxPxD).reshape(b, p * self.cfg.cross_attn_k, d)
+  def _cross_states(self, x_BxTxD, outs_LxBxTxD):
+    """C x B x T x D: the byte states each cross-attention reads (every layer's, or the last's)."""
+    return outs_LxBxTxD if self.cfg.cross_attn_all_layers_encoder else x_BxTxD[None]
 
   def __call__(self, x_BxTxD, positions_BxT, self_mask, lay: patching.PatchLayout):
     """(byte states [B, T, D], patch vectors [B, P, k*D])."""
-    k = self.cfg.cross_attn_k
-    p = lay.patch_seg_BxP.shape[1]
-    cross_mask = attn_lib.Mask(
-      q_segment_ids=jnp.repeat(lay.patch_seg_BxP, k, axis=1),
-      kv_segment_ids=lay.enc_seg_BxT,
-      causal=False,
+    every = self.cfg.cross_attn_all_layers_encoder
+    x_BxTxD, outs = apply_blocks(self.blocks, x_BxTxD, positions_BxT, self_mask, emit=every)
+    states = self._cross_states(x_BxTxD, outs)
+    return x_BxTxD, self.patch_vectors(states, lay.enc_seg_BxT, lay.patch_seg_BxP)
+
+  def step(self, x_Bx1xD, t, cache: RingCache):
+    """Byte t through the blocks: (its state, its states the cross-attentions read, cache)."""
+    every = self.cfg.cross_attn_all_layers_encoder
+    x, cache, outs = decode_with_ring(
+      self.blocks, x_Bx1xD, t, cache, window=self.lcfg.sliding_window, emit=every
     )
-    q = None
-    for i, block in enumerate(self.blocks):
-      x_BxTxD = _run_blocks([block], x_BxTxD, positions_BxT, self_mask, self.cfg.remat)
-      if i in self.cross_at:
-        if q is None:
-          pooled = segment_max_pool(x_BxTxD, lay.enc_seg_BxT, p, self.cfg.pool_impl)
-          q = self.patch_queries(pooled)
-        q = q + self.cross[self.cross_at.index(i)](q, x_BxTxD, cross_mask)
-    b, _, d = q.shape
-    return x_BxTxD, q.reshape(b, p, k * d)
+    return x, self._cross_states(x, outs), cache
+
+  def patch_vectors(self, states_CxBxTxD, byte_seg_BxT, patch_seg_BxP):
+    """[B, P, k*D]: k queries per patch, refined by cross-attention to the bytes of the patch.
+
+    byte_seg_BxT: patch index + 1 of each byte (0: in no patch); patch_seg_BxP: j + 1 for
+    the slots in use (0: empty). The queries project the max-pool of the patch's byte
+    states at the first cross-attended layer.
+    """
+    cfg, k = self.cfg, self.cfg.cross_attn_k
+    b, p = patch_seg_BxP.shape
+    pooled_BxPxD = pooling.segment_pool(
+      states_CxBxTxD[0], byte_seg_BxT - 1, p, "max", impl=cfg.pool_impl
+    )
+    q = self.pool_proj(pooled_BxPxD).reshape(b, p * k, cfg.d_local)
+    mask = attn_lib.Mask(
+      q_segment_ids=jnp.repeat(patch_seg_BxP, k, axis=1), kv_segment_ids=byte_seg_BxT, causal=False
+    )
+
+    def body(cross, q, s_BxTxD):
+      return q + cross(q, s_BxTxD, mask), None
+
+    q, _ = stack.run(self.cross, body, q, states_CxBxTxD, scan=cfg.scan_layers, remat=cfg.remat)
+    return q.reshape(b, p, k * cfg.d_local)
 
 
 class LatentTransformer(nnx.Module):
@@ -265,7 +292,7 @@ class LatentTransformer(nnx.Module):
 
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
+    self.blocks = make_blocks(cfg, rngs)
     self.final_norm = RMSNorm(
       cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype]
     )
@@ -275,33 +302,21 @@ class LatentTransformer(nnx.Module):
     if positions_BxP is None:
       positions_BxP = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     mask = attn_lib.Mask.self_attention(segment_ids_BxP)
-    h = _run_blocks(self.blocks, h_BxPxD, positions_BxP, mask, self.cfg.remat)
+    h, _ = apply_blocks(self.blocks, h_BxPxD, positions_BxP, mask)
     return self.final_norm(h)
 
   def init_cache(self, batch: int, max_patches: int) -> KVCache:
-    cfg = self.cfg
-    shape = (cfg.n_layers, batch, max_patches, cfg.num_kv_heads, cfg.head_size)
-    dtype = DTYPES[cfg.dtype]
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+    return init_kv_cache(self.cfg, batch, max_patches)
 
   def decode(self, h_Bx1xD, cache: KVCache) -> tuple[jax.Array, KVCache]:
     """The next patch, continuing the cached ones (one document per cache)."""
-    b = h_Bx1xD.shape[0]
-    s = cache.k.shape[2]
-    pos = jnp.full((b, 1), cache.end, jnp.int32)
-    kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-    mask = attn_lib.Mask(
-      kv_segment_ids=(kv_idx <= cache.end).astype(jnp.int32), q_idx=pos, kv_idx=kv_idx
-    )
-    x, ks, vs = h_Bx1xD, [], []
-    for i, block in enumerate(self.blocks):
-      x, k, v = block.decode(x, pos, mask, cache.k[i], cache.v[i], cache.end)
-      ks.append(k)
-      vs.append(v)
-    return self.final_norm(x), KVCache(jnp.stack(ks), jnp.stack(vs), cache.end + 1)
+    h, cache = decode_with_cache(self.blocks, h_Bx1xD, cache)
+    return self.final_norm(h), cache
 
 
 class LocalDecoder(nnx.Module):
+  """Cross-attention to latent vectors (before the first or every block), byte blocks, head."""
+
   def __init__(self, cfg: BLTConfig, *, rngs: nnx.Rngs):
     dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
     lcfg = cfg.local_config(cfg.n_layers_decoder)
@@ -310,41 +325,93 @@ class LocalDecoder(nnx.Module):
     self.latent_proj = Linear(
       cfg.d_global, k * cfg.d_local, ("mlp", "embed"), rngs=rngs, dtype=dtype, param_dtype=pdtype
     )
-    every = cfg.cross_attn_all_layers_decoder
-    self.cross_at = tuple(range(cfg.n_layers_decoder)) if every else (0,)  # before these layers
-    self.cross = nnx.List(
-      [CrossAttention(cfg, depth=len(self.cross_at), rngs=rngs) for _ in self.cross_at]
-    )
-    self.blocks = nnx.List([Block(lcfg, rngs=rngs) for _ in range(cfg.n_layers_decoder)])
+    self.cross = _cross_stack(cfg, len(cfg.decoder_cross_layers), rngs)
+    self.blocks = make_blocks(lcfg, rngs)
     self.norm = RMSNorm(cfg.d_local, eps=cfg.norm_eps, rngs=rngs, param_dtype=pdtype)
     self.head = Linear(
       cfg.d_local, VOCAB_SIZE, ("embed", "vocab"), rngs=rngs, dtype=dtype, param_dtype=pdtype
     )
 
-  def latent_vectors(self, g_BxPxDg):
-    """k vectors of width d_local per latent: [B, P*k, D]."""
+  def latent_kv(self, g_BxPxDg):
+    """Keys and values C x B x P*k x N x H of every cross-attention: k vectors per latent."""
     b, p, _ = g_BxPxDg.shape
-    return self.latent_proj(g_BxPxDg).reshape(b, p * self.cfg.cross_attn_k, self.cfg.d_local)
+    kv_BxSxD = self.latent_proj(g_BxPxDg).reshape(b, p * self.cfg.cross_attn_k, self.cfg.d_local)
+
+    def body(cross, carry, _):
+      return carry, cross.kv(kv_BxSxD)
+
+    _, (k, v) = stack.run(self.cross, body, None, scan=self.cfg.scan_layers)
+    return k, v
+
+  def _layers(self, x, kv, cross_mask, block_fn, block_xs, *, gate=None, remat="none"):
+    """Cross-attention(s) to `kv` and the blocks, in layer order; (x, the blocks' outputs).
+
+    `block_fn(block, x, block_x)` runs one block; `gate` (a bool) zeroes the cross-attention.
+    """
+    scan = self.cfg.scan_layers
+
+    def cross_fn(cross, x, kv_c):
+      y = cross.attend(x, *kv_c, cross_mask)
+      return x + (y if gate is None else jnp.where(gate, y, 0.0).astype(x.dtype))
+
+    if self.cfg.cross_attn_all_layers_decoder:  # one scan over (cross-attention, block) pairs
+
+      def body(layer, x, xs):
+        (cross, block), (kv_c, block_x) = layer, xs
+        return block_fn(block, cross_fn(cross, x, kv_c), block_x)
+
+      return stack.run((self.cross, self.blocks), body, x, (kv, block_xs), scan=scan, remat=remat)
+    x, _ = stack.run(
+      self.cross, lambda c, x, kv_c: (cross_fn(c, x, kv_c), None), x, kv, scan=scan, remat=remat
+    )
+    return stack.run(self.blocks, block_fn, x, block_xs, scan=scan, remat=remat)
 
   def __call__(self, x_BxTxD, g_BxPxDg, positions_BxT, self_mask, lay: patching.PatchLayout):
-    kv = self.latent_vectors(g_BxPxDg)
+    """Logits [B, T, 260]: byte t reads the latent of patch dec_seg_BxT[t] - 1."""
     cross_mask = attn_lib.Mask(
       q_segment_ids=lay.dec_seg_BxT,
       kv_segment_ids=jnp.repeat(lay.patch_seg_BxP, self.cfg.cross_attn_k, axis=1),
       causal=False,
     )
-    for i, block in enumerate(self.blocks):
-      if i in self.cross_at:
-        x_BxTxD = x_BxTxD + self.cross[self.cross_at.index(i)](x_BxTxD, kv, cross_mask)
-      x_BxTxD = _run_blocks([block], x_BxTxD, positions_BxT, self_mask, self.cfg.remat)
+
+    def block_fn(block, x, _):
+      return block(x, positions_BxT, self_mask), None
+
+    kv = self.latent_kv(g_BxPxDg)
+    x_BxTxD, _ = self._layers(x_BxTxD, kv, cross_mask, block_fn, None, remat=self.cfg.remat)
     return self.logits(x_BxTxD)
+
+  def step(self, x_Bx1xD, t, kv, has_latent, cache: RingCache):
+    """Byte t, reading the latest latent's `kv` (nothing while `has_latent` is False)."""
+    b = x_Bx1xD.shape[0]
+    cross_mask = attn_lib.Mask(
+      q_segment_ids=jnp.ones((b, 1), jnp.int32),
+      kv_segment_ids=jnp.ones((b, kv[0].shape[2]), jnp.int32),
+      causal=False,
+    )
+    cache, slot, positions, mask = cache.advance(t, b, self.lcfg.sliding_window)
+
+    def block_fn(block, x, kv_cache):
+      x, k, v = block.decode(x, positions, mask, *kv_cache, slot)
+      return x, (k, v)
+
+    x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, (cache.k, cache.v), gate=has_latent)
+    return self.logits(x), cache.replace(k=k, v=v)
 
   def logits(self, x_BxTxD):
     return self.head(self.norm(x_BxTxD)).astype(jnp.float32)
 
 
 class BLT(nnx.Module):
-  """bytes (+ hash ids + patch starts) -> next-byte logits [B, T, 260]."""
+  """bytes (+ hash ids + patch starts) -> next-byte logits [B, T, 260].
+
+  The stages, written once and composed by `forward`, by patch-level training
+  (`train.patch_level`) and by generation (`jaxtok.generate`):
+    whole rows:  embed -> encode -> latent_states -> decode
+    cached, one byte at a time:  embed -> encode_step, and when a patch closes
+      encode_patch -> latent_step -> decoder_kv; then decode_step.
+  Every stack of layers is scanned (`jaxtok.nn.stack`), or unrolled with `cfg.scan_layers=False`.
+  """
 
   def __init__(self, cfg: BLTConfig, *, rngs: nnx.Rngs):
     cfg.validate()
@@ -359,11 +426,75 @@ class BLT(nnx.Module):
     self.latent = LatentTransformer(cfg.global_config(), rngs=rngs)
     self.decoder = LocalDecoder(cfg, rngs=rngs)
 
-  def project_patches(self, patches_BxPxKD):
+  def _project(self, patches_BxPxKD):
     return self.to_global(patches_BxPxKD) if hasattr(self, "to_global") else patches_BxPxKD
+
+  def layout(self, patch_starts_BxN, segment_ids_BxT, max_patches: int | None = None):
+    """The patch layout of rows (`max_patches` overrides the configured patch slots)."""
+    p = max_patches or self.cfg.max_patches
+    return patching.layout(patch_starts_BxN, segment_ids_BxT, p, lookahead=self.cfg.lookahead)
 
   def local_mask(self, segment_ids_BxT) -> attn_lib.Mask:
     return attn_lib.Mask.self_attention(segment_ids_BxT, window=self.cfg.local_window)
+
+  # --- stages over whole rows ---
+
+  def embed(self, ids_BxT, hash_ids_BxTxK=None) -> jax.Array:
+    """Byte embeddings + hash n-gram embeddings: [B, T, d_local]."""
+    return self.encoder.embed_bytes(ids_BxT, hash_ids_BxTxK)
+
+  def encode(self, x_BxTxD, lay, *, segment_ids_BxT, positions_BxT):
+    """(byte states [B, T, d_local], patch vectors [B, P, d_global]) of the local encoder."""
+    x_BxTxD, patches = self.encoder(x_BxTxD, positions_BxT, self.local_mask(segment_ids_BxT), lay)
+    return x_BxTxD, self._project(patches)
+
+  def latent_states(self, h_BxPxDg, segment_ids_BxP) -> jax.Array:
+    """The latent transformer over patch vectors (documents = segment ids): [B, P, d_global]."""
+    return self.latent(h_BxPxDg, segment_ids_BxP=segment_ids_BxP)
+
+  def decode(self, x_BxTxD, g_BxPxDg, lay, *, segment_ids_BxT, positions_BxT) -> jax.Array:
+    """Next-byte logits [B, T, 260] from byte states and latents (`lay` says who reads what)."""
+    mask = self.local_mask(segment_ids_BxT)
+    return self.decoder(x_BxTxD, g_BxPxDg, positions_BxT, mask, lay)
+
+  # --- single-step stages (one sequence, cached) ---
+
+  def init_caches(self, batch: int, ring: int, max_patches: int):
+    """(encoder ring cache, latent KV cache, decoder ring cache); rings hold `ring` bytes."""
+    return (
+      init_ring_cache(self.encoder.lcfg, batch, ring),
+      self.latent.init_cache(batch, max_patches),
+      init_ring_cache(self.decoder.lcfg, batch, ring),
+    )
+
+  def encode_step(self, x_Bx1xD, t, cache: RingCache):
+    """Byte t through the encoder blocks: (state [B, 1, D], states [C, B, 1, D], cache).
+
+    The C states are what the cross-attentions read: the caller buffers them until
+    the patch closes (`encode_patch`).
+    """
+    return self.encoder.step(x_Bx1xD, t, cache)
+
+  def encode_patch(self, states_CxBxLxD, length) -> jax.Array:
+    """The vector [B, 1, d_global] of one patch from its bytes' states (the first `length`)."""
+    b, n = states_CxBxLxD.shape[1:3]
+    byte_seg = jnp.broadcast_to(jnp.arange(n) < length, (b, n)).astype(jnp.int32)
+    patches = self.encoder.patch_vectors(states_CxBxLxD, byte_seg, jnp.ones((b, 1), jnp.int32))
+    return self._project(patches)
+
+  def latent_step(self, h_Bx1xDg, cache: KVCache):
+    """The latent of the next patch: ([B, 1, d_global], cache)."""
+    return self.latent.decode(h_Bx1xDg, cache)
+
+  def decoder_kv(self, g_Bx1xDg):
+    """The decoder's cross-attention keys and values of one latent (C x B x k x N x H each)."""
+    return self.decoder.latent_kv(g_Bx1xDg)
+
+  def decode_step(self, x_Bx1xD, t, kv, has_latent, cache: RingCache):
+    """Logits [B, 1, 260] after byte t, reading the latest latent's `kv` once `has_latent`."""
+    return self.decoder.step(x_Bx1xD, t, kv, has_latent, cache)
+
+  # --- the whole model ---
 
   def forward(
     self,
@@ -386,13 +517,11 @@ class BLT(nnx.Module):
       segment_ids = jnp.ones((b, t), jnp.int32)
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-    p = max_patches or self.cfg.max_patches
-    lay = patching.layout(patch_starts, segment_ids, p, lookahead=self.cfg.lookahead)
-    mask = self.local_mask(segment_ids)
-    x = self.encoder.embed_bytes(ids_BxT, hash_ids)
-    x, patches = self.encoder(x, positions, mask, lay)
-    g = self.latent(self.project_patches(patches), segment_ids_BxP=lay.doc_BxP)
-    return self.decoder(x, g, positions, mask, lay), lay
+    lay = self.layout(patch_starts, segment_ids, max_patches)
+    rows = dict(segment_ids_BxT=segment_ids, positions_BxT=positions)
+    x, h = self.encode(self.embed(ids_BxT, hash_ids), lay, **rows)
+    g = self.latent_states(h, lay.doc_BxP)
+    return self.decode(x, g, lay, **rows), lay
 
   def __call__(self, ids_BxT, **kw) -> jax.Array:
     return self.forward(ids_BxT, **kw)[0]

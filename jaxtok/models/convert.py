@@ -2,10 +2,12 @@
 
 GGUF (llama.cpp) stores every matrix as [out, in] rows, fastest dimension
 first, which numpy reads as [out, in]: jaxtok's `Linear` kernels are [in, out],
-so each is transposed. llama.cpp's converter permutes the rows of Q and K so
-that RoPE rotates adjacent pairs (x[2i], x[2i+1]); that is jaxtok's
-`rope_layout="interleaved"`, so no permutation is undone here. Tied models
-(no `output.weight`) use the token embedding as the output head.
+so each is transposed, and the tensors of the L layers are stacked into one
+[L, ...] array, as the Transformer holds them (`jaxtok.nn.stack`). llama.cpp's
+converter permutes the rows of Q and K so that RoPE rotates adjacent pairs
+(x[2i], x[2i+1]); that is jaxtok's `rope_layout="interleaved"`, so no
+permutation is undone here. Tied models (no `output.weight`) use the token
+embedding as the output head.
 """
 
 from __future__ import annotations
@@ -78,10 +80,9 @@ def gguf_params(f: gguf_file.GGUFFile, cfg: TransformerConfig) -> dict:
     ("mlp", "up", "kernel"): ("ffn_up", True),
     ("mlp", "down", "kernel"): ("ffn_down", True),
   }
-  for i in range(cfg.n_layers):
-    for path, (name, transpose) in names.items():
-      w = t(f"blk.{i}.{name}.weight")
-      out[("blocks", i, *path)] = w.T if transpose else w
+  for path, (name, transpose) in names.items():
+    layers = [t(f"blk.{i}.{name}.weight") for i in range(cfg.n_layers)]
+    out[("blocks", *path)] = np.stack([w.T if transpose else w for w in layers])  # [L, ...]
   return out
 
 
@@ -114,9 +115,9 @@ def load_gguf_model(
   pdt = DTYPES[param_dtype]
   for key, var in flat.items():
     a = arrays[key]
-    if tuple(a.shape) != tuple(var.value.shape):
-      raise ConversionError(f"{path}: {key} has shape {a.shape}, expected {var.value.shape}")
-    var.value = jnp.asarray(a, pdt)
+    if tuple(a.shape) != tuple(var.shape):
+      raise ConversionError(f"{path}: {key} has shape {a.shape}, expected {var.shape}")
+    var.set_value(jnp.asarray(a, pdt))
   model = nnx.merge(graphdef, nnx.from_flat_state(flat))
   return model, tok
 
@@ -160,7 +161,7 @@ def numpy_forward(arrays: dict, cfg: TransformerConfig, tokens: np.ndarray) -> n
   x = arrays[("embed", "embedding")][tokens].astype(np.float64)
   causal = np.tril(np.ones((t, t), bool))
   for i in range(cfg.n_layers):
-    p = lambda *k: arrays[("blocks", i, *k)].astype(np.float64)
+    p = lambda *k: arrays[("blocks", *k)][i].astype(np.float64)
     y = rms(x, p("attn_norm", "scale"))
     q = rope((y @ p("attn", "wq", "kernel")).reshape(t, n, h_dim), pos)
     k = rope((y @ p("attn", "wk", "kernel")).reshape(t, kv, h_dim), pos)

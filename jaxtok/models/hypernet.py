@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jaxtok.configlib import Section
-from jaxtok.models.transformer import DTYPES, Block, TransformerConfig
+from jaxtok.models.transformer import DTYPES, TransformerConfig, apply_blocks, make_blocks
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn.layers import Linear, RMSNorm, param
 
@@ -88,8 +88,8 @@ class _Head(nnx.Module):
     )
 
   def __call__(self, h):
-    y = self.proj(h).astype(jnp.float32) * self.scale.value
-    return y if self.shift is None else y + self.shift.value
+    y = self.proj(h).astype(jnp.float32) * self.scale[...]
+    return y if self.shift is None else y + self.shift[...]
 
 
 class Hypernet(nnx.Module):
@@ -122,7 +122,7 @@ class Hypernet(nnx.Module):
       mlp_dim=cfg.mlp_dim,
       dtype=cfg.dtype,
     )
-    self.blocks = nnx.List([Block(enc, rngs=rngs) for _ in range(cfg.n_layers)])
+    self.blocks = make_blocks(enc, rngs)
     self.norm = RMSNorm(width, rngs=rngs)
     kw = dict(residual=cfg.residual, rngs=rngs, dtype=dtype)
     self.head_in = _Head(width, d_base, *embedding_stats(emb_in), **kw)
@@ -144,8 +144,7 @@ class Hypernet(nnx.Module):
     positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (n, length))
     # Bidirectional over the decomposition; padding is segment 0 and sees nothing.
     mask = attn_lib.Mask.self_attention(valid, causal=False)
-    for block in self.blocks:
-      h = block(h, positions, mask)
+    h, _ = apply_blocks(self.blocks, h, positions, mask)
     pooled = self.norm(h[:, 0])
     pred_in = self.head_in(pooled)
     pred_out = self.head_out(pooled) if self.untied else None

@@ -28,12 +28,12 @@ def with_embeddings(params: nnx.State, emb_in: jax.Array, emb_out: jax.Array | N
   """A Transformer's params with its embedding (and untied head) replaced: another vocab."""
   flat = dict(nnx.to_flat_state(params))
   emb = flat[("embed", "embedding")]
-  flat[("embed", "embedding")] = emb.replace(jnp.asarray(emb_in, emb.value.dtype))
+  flat[("embed", "embedding")] = emb.replace(jnp.asarray(emb_in, emb.get_value().dtype))
   if ("head", "kernel") in flat:
     if emb_out is None:
       raise ValueError("the model has an untied output head: pass output embeddings")
     head = flat[("head", "kernel")]
-    flat[("head", "kernel")] = head.replace(jnp.asarray(emb_out, head.value.dtype).T)
+    flat[("head", "kernel")] = head.replace(jnp.asarray(emb_out, head.get_value().dtype).T)
   return nnx.from_flat_state(flat)
 
 
@@ -86,7 +86,7 @@ def transfer_with(
   texts=(),
 ) -> str:
   """`transfer` with embeddings from one of embedding_init.METHODS."""
-  emb = embedding_init.BaseEmbeddings(base_tok, base.embed.embedding.value, _out_table(base))
+  emb = embedding_init.BaseEmbeddings(base_tok, *base.embedding_tables())
   if method == "hypernet":
     if hypernet is None:
       raise ValueError("method 'hypernet' needs a trained hypernetwork")
@@ -104,7 +104,3 @@ def transfer_with(
     raise ValueError(f"unknown init method {method!r}; one of {embedding_init.METHODS}")
   info = {"method": method, "target": target.name, "base_tokenizer": base_tok.name}
   return transfer(base, target, tables, out_dir, info=info)
-
-
-def _out_table(base: Transformer):
-  return None if base.cfg.tie_embeddings else base.head.kernel.value.T

@@ -4,6 +4,9 @@ Used as the byte LM / BLT entropy model (vocab 260), as the token-level baseline
 (any vocab) and as the container for converted pretrained Llama-style models.
 Pre-norm RMSNorm blocks, RoPE, SwiGLU, grouped-query attention, causal +
 document + optional sliding-window masks, optional KV cache for decoding.
+The blocks are one stacked module (parameters [L, ...], `jaxtok.nn.stack`) run
+by a scan, or by a Python loop with `scan_layers=False`; the functions after
+`Block` run such stacks for every model here (BLT and hypernetwork included).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from flax import nnx, struct
 
 from jaxtok.configlib import Section
 from jaxtok.nn import attention as attn_lib
+from jaxtok.nn import stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, SwiGLU, mlp_hidden_dim
 from jaxtok.nn.rope import apply_rope
 
@@ -40,7 +44,8 @@ class TransformerConfig(Section):
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
   attention_impl: str = "xla"
-  remat: bool = False  # rematerialise each block in the backward pass
+  scan_layers: bool = True  # False: a Python loop over the same stacked layers (unrolled)
+  remat: str = "none"  # rematerialisation policy of a layer, one of stack.REMAT_POLICIES
 
   section: ClassVar[str] = "model"
   ignored: ClassVar[frozenset[str]] = frozenset({"name"})  # the task's name
@@ -72,6 +77,7 @@ class TransformerConfig(Section):
     need(self.dtype in DTYPES, "dtype", f"one of {sorted(DTYPES)}")
     need(self.param_dtype in DTYPES, "param_dtype", f"one of {sorted(DTYPES)}")
     need(self.attention_impl in attn_lib.IMPLS, "attention_impl", f"one of {attn_lib.IMPLS}")
+    need(self.remat in stack.REMAT_POLICIES, "remat", f"one of {sorted(stack.REMAT_POLICIES)}")
 
   @property
   def num_kv_heads(self) -> int:
@@ -93,6 +99,38 @@ class KVCache:
   k: jax.Array  # L x B x S x K x H
   v: jax.Array  # L x B x S x K x H
   end: jax.Array  # int32 scalar
+
+
+@struct.dataclass
+class RingCache:
+  """K/V of the last S positions of every layer (a sliding window); slot s holds position pos[s].
+
+  Position t goes to slot t % S; -1 marks an empty slot.
+  """
+
+  k: jax.Array  # L x B x S x K x H
+  v: jax.Array
+  pos: jax.Array  # S int32
+
+  def advance(self, t, batch: int, window: int | None):
+    """(cache with position t in its slot, the slot, positions [B, 1], mask of what t sees)."""
+    s = self.pos.shape[0]
+    slot = t % s
+    pos = self.pos.at[slot].set(t)
+    kv_idx = jnp.broadcast_to(pos, (batch, s))
+    positions = jnp.full((batch, 1), t, jnp.int32)
+    mask = attn_lib.Mask(
+      kv_segment_ids=(kv_idx >= 0).astype(jnp.int32),
+      q_idx=positions,
+      kv_idx=kv_idx,
+      causal=True,
+      window=window,
+    )
+    return self.replace(pos=pos), slot, positions, mask
+
+
+def _cache_shape(cfg: TransformerConfig, batch: int, size: int) -> tuple[int, ...]:
+  return (cfg.n_layers, batch, size, cfg.num_kv_heads, cfg.head_size)
 
 
 class Attention(nnx.Module):
@@ -122,8 +160,11 @@ class Attention(nnx.Module):
 
 
 class Block(nnx.Module):
+  """One pre-norm layer. Models hold stacks of them (`make_blocks`) run by the functions below."""
+
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     kw = dict(rngs=rngs, param_dtype=DTYPES[cfg.param_dtype])
+    self.cfg = cfg
     self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
     self.attn = Attention(cfg, rngs=rngs)
     self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
@@ -140,14 +181,90 @@ class Block(nnx.Module):
     x = x + self.attn(self.attn_norm(x), positions, mask)
     return x + self.mlp(self.mlp_norm(x))
 
-  def decode(self, x, positions, mask, k_cache, v_cache, end):
-    """One decoding chunk: writes this chunk's k/v at `end`, attends to the cache."""
+  def decode(self, x, positions, mask, k_cache, v_cache, write_at):
+    """One decoding chunk: writes this chunk's k/v at slot `write_at`, attends to the cache."""
     q, k, v = self.attn.qkv(self.attn_norm(x), positions)
-    k_cache = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), end, axis=1)
-    v_cache = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), end, axis=1)
-    out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.attn.cfg.attention_impl)
+    k_cache = jax.lax.dynamic_update_slice_in_dim(
+      k_cache, k.astype(k_cache.dtype), write_at, axis=1
+    )
+    v_cache = jax.lax.dynamic_update_slice_in_dim(
+      v_cache, v.astype(v_cache.dtype), write_at, axis=1
+    )
+    out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.cfg.attention_impl)
     x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
     return x + self.mlp(self.mlp_norm(x)), k_cache, v_cache
+
+
+def make_blocks(cfg: TransformerConfig, rngs: nnx.Rngs) -> Block:
+  """`cfg.n_layers` Blocks as one stacked module (parameters [L, ...])."""
+  return stack.stack(lambda r: Block(cfg, rngs=r), cfg.n_layers, rngs)
+
+
+def apply_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *, emit=False):
+  """(output, every layer's output [L, B, T, D] if `emit` else None) of a stack of Blocks."""
+
+  def body(block, x, _):
+    x = block(x, positions_BxT, mask)
+    return x, x if emit else None
+
+  cfg = blocks.cfg
+  return stack.run(blocks, body, x_BxTxD, scan=cfg.scan_layers, remat=cfg.remat)
+
+
+def decode_blocks(
+  blocks: Block, x_BxTxD, positions_BxT, mask, k_LxBxSxKxH, v_LxBxSxKxH, write_at, *, emit=False
+):
+  """(x, k, v, every layer's output or None): one chunk through the stack and its caches.
+
+  Each layer's cache slice is a scanned input and its update a scanned output.
+  """
+
+  def body(block, x, kv):
+    x, k, v = block.decode(x, positions_BxT, mask, *kv, write_at)
+    return x, (k, v, x if emit else None)
+
+  x, (k, v, outs) = stack.run(
+    blocks, body, x_BxTxD, (k_LxBxSxKxH, v_LxBxSxKxH), scan=blocks.cfg.scan_layers
+  )
+  return x, k, v, outs
+
+
+def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
+  """The stack on a chunk continuing the cached prefix (one document per cache): (x, cache)."""
+  b, t, _ = x_BxTxD.shape
+  s = cache.k.shape[2]
+  positions = jnp.broadcast_to(cache.end + jnp.arange(t, dtype=jnp.int32), (b, t))
+  kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+  mask = attn_lib.Mask(
+    kv_segment_ids=(kv_idx < cache.end + t).astype(jnp.int32),
+    q_idx=positions,
+    kv_idx=kv_idx,
+    causal=True,
+    window=window,
+  )
+  x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, mask, cache.k, cache.v, cache.end)
+  return x, KVCache(k=k, v=v, end=cache.end + t)
+
+
+def decode_with_ring(blocks: Block, x_Bx1xD, t, cache: RingCache, *, window=None, emit=False):
+  """The stack on the one position `t`, ring cache: (x, cache, every layer's output or None)."""
+  cache, slot, positions, mask = cache.advance(t, x_Bx1xD.shape[0], window)
+  x, k, v, outs = decode_blocks(blocks, x_Bx1xD, positions, mask, cache.k, cache.v, slot, emit=emit)
+  return x, cache.replace(k=k, v=v), outs
+
+
+def init_kv_cache(cfg: TransformerConfig, batch: int, max_len: int, dtype=None) -> KVCache:
+  dtype = dtype or DTYPES[cfg.dtype]
+  shape = _cache_shape(cfg, batch, max_len)
+  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+
+def init_ring_cache(cfg: TransformerConfig, batch: int, size: int) -> RingCache:
+  shape = _cache_shape(cfg, batch, size)
+  dtype = DTYPES[cfg.dtype]
+  return RingCache(
+    jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((size,), -1, jnp.int32)
+  )
 
 
 class Transformer(nnx.Module):
@@ -158,7 +275,7 @@ class Transformer(nnx.Module):
     self.cfg = cfg
     dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
     self.embed = Embed(cfg.vocab_size, cfg.d_model, rngs=rngs, dtype=dtype, param_dtype=pdtype)
-    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
+    self.blocks = make_blocks(cfg, rngs)
     self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=pdtype)
     if not cfg.tie_embeddings:
       self.head = Linear(
@@ -179,13 +296,13 @@ class Transformer(nnx.Module):
     b, t, _ = x_BxTxD.shape
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-    mask = self.mask(segment_ids)
-    for block in self.blocks:
-      if self.cfg.remat:
-        x_BxTxD = nnx.remat(lambda blk, x: blk(x, positions, mask))(block, x_BxTxD)
-      else:
-        x_BxTxD = block(x_BxTxD, positions, mask)
+    x_BxTxD, _ = apply_blocks(self.blocks, x_BxTxD, positions, self.mask(segment_ids))
     return self.final_norm(x_BxTxD)
+
+  def embedding_tables(self) -> tuple[jax.Array, jax.Array | None]:
+    """(input embeddings [V, D], output embeddings [V, D] or None when they are tied)."""
+    emb_out = None if self.cfg.tie_embeddings else self.head.kernel[...].T
+    return self.embed.embedding[...], emb_out
 
   def logits(self, h_BxTxD: jax.Array) -> jax.Array:
     out = self.embed.attend(h_BxTxD) if self.cfg.tie_embeddings else self.head(h_BxTxD)
@@ -208,12 +325,7 @@ class Transformer(nnx.Module):
   # --- decoding with a KV cache -------------------------------------------------------------
 
   def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
-    cfg = self.cfg
-    shape = (cfg.n_layers, batch, max_len, cfg.num_kv_heads, cfg.head_size)
-    dtype = dtype or DTYPES[cfg.dtype]
-    return KVCache(
-      k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype), end=jnp.zeros((), jnp.int32)
-    )
+    return init_kv_cache(self.cfg, batch, max_len, dtype)
 
   def decode(self, tokens_BxT: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
     """Logits for `tokens_BxT` continuing the cached prefix; O(cache) work per token.
@@ -221,23 +333,17 @@ class Transformer(nnx.Module):
     All rows share one position (no documents inside a cache): a prompt is fed
     as one chunk, then one token per call.
     """
-    b, t = tokens_BxT.shape
-    s = cache.k.shape[2]
-    idx = cache.end + jnp.arange(t, dtype=jnp.int32)
-    positions = jnp.broadcast_to(idx, (b, t))
-    kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-    mask = attn_lib.Mask(
-      kv_segment_ids=(kv_idx < cache.end + t).astype(jnp.int32),
-      q_idx=positions,
-      kv_idx=kv_idx,
-      causal=True,
-      window=self.cfg.sliding_window,
+    x, cache = decode_with_cache(
+      self.blocks, self.embed(tokens_BxT), cache, window=self.cfg.sliding_window
     )
-    x = self.embed(tokens_BxT)
-    ks, vs = [], []
-    for i, block in enumerate(self.blocks):
-      x, k, v = block.decode(x, positions, mask, cache.k[i], cache.v[i], cache.end)
-      ks.append(k)
-      vs.append(v)
-    logits = self.logits(self.final_norm(x))
-    return logits, KVCache(k=jnp.stack(ks), v=jnp.stack(vs), end=cache.end + t)
+    return self.logits(self.final_norm(x)), cache
+
+  def init_ring(self, batch: int, size: int) -> RingCache:
+    return init_ring_cache(self.cfg, batch, size)
+
+  def decode_ring(self, tokens_Bx1: jax.Array, t, cache: RingCache) -> tuple[jax.Array, RingCache]:
+    """Logits [B, 1, V] of the token at position `t`, with a ring cache of the last S positions."""
+    x, cache, _ = decode_with_ring(
+      self.blocks, self.embed(tokens_Bx1), t, cache, window=self.cfg.sliding_window
+    )
+    return self.logits(self.final_norm(x)), cache

@@ -18,13 +18,13 @@ def param(
   names: Sequence[str | None],
   dtype=jnp.float32,
 ) -> nnx.Param:
-  """A Param annotated with logical axis names (mapped to a mesh by nn.sharding).
+  """A Param annotated with logical axis names (mapped to a mesh by jaxtok.sharding).
 
   Eager sharding is off so that models build without a mesh; the trainer places
   the state on the mesh with `sharding.state_shardings`.
   """
   return nnx.Param(
-    init(rngs.params(), tuple(shape), dtype), sharding=tuple(names), eager_sharding=False
+    init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=False
   )
 
 
@@ -47,7 +47,7 @@ class Linear(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return jnp.dot(x.astype(self.dtype), self.kernel.value.astype(self.dtype))
+    return jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
 
 
 class RMSNorm(nnx.Module):
@@ -60,7 +60,7 @@ class RMSNorm(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return (y * self.scale.value.astype(jnp.float32)).astype(x.dtype)
+    return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
 
 
 class Embed(nnx.Module):
@@ -87,10 +87,10 @@ class Embed(nnx.Module):
 
   def __call__(self, ids: jax.Array) -> jax.Array:
     # Negative ids are padding (PAD_ID = -1): look up row 0, callers mask them.
-    return jnp.take(self.embedding.value, jnp.maximum(ids, 0), axis=0).astype(self.dtype)
+    return jnp.take(self.embedding[...], jnp.maximum(ids, 0), axis=0).astype(self.dtype)
 
   def attend(self, x: jax.Array) -> jax.Array:
-    return jnp.dot(x.astype(self.dtype), self.embedding.value.astype(self.dtype).T)
+    return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
 
 
 class SwiGLU(nnx.Module):

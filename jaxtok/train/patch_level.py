@@ -52,7 +52,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtok import patching
 from jaxtok.data.codec import OFFSET, PAD_ID
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.blt import BLT, blt_flops
@@ -208,20 +207,17 @@ def blt_group_layout(lay, segment_ids_BxT: jax.Array, k: int) -> dict[str, jax.A
 
 def blt_latent_patch_loss(model, batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
   """Byte cross-entropy sums of a BLT whose latent reads groups of `k` patches."""
-  cfg = model.cfg
   seg, pos = batch["segment_ids"], batch["positions"]
-  lay = patching.layout(batch["patch_starts"], seg, cfg.max_patches, lookahead=cfg.lookahead)
-  mask = model.local_mask(seg)
-  x = model.encoder.embed_bytes(batch["inputs"], batch.get("hash_ids"))
-  x, patches = model.encoder(x, pos, mask, lay)
-  h_BxPxD = model.project_patches(patches)
+  rows = dict(segment_ids_BxT=seg, positions_BxT=pos)
+  lay = model.layout(batch["patch_starts"], seg)
+  x, h_BxPxD = model.encode(model.embed(batch["inputs"], batch.get("hash_ids")), lay, **rows)
   grp = blt_group_layout(lay, seg, k)
   b, p, d = h_BxPxD.shape
   g = grp["whole_BxG"].shape[1]
   h_BxGxD = jnp.pad(h_BxPxD, ((0, 0), (0, g * k - p), (0, 0))).reshape(b, g, k, d).mean(2)
-  latent_BxGxD = model.latent(h_BxGxD, segment_ids_BxP=grp["segment_ids_BxG"])
+  latent_BxGxD = model.latent_states(h_BxGxD, grp["segment_ids_BxG"])
   dec_lay = lay.replace(dec_seg_BxT=grp["dec_seg_BxT"], patch_seg_BxP=grp["patch_seg_BxG"])
-  logits = model.decoder(x, latent_BxGxD, pos, mask, dec_lay)
+  logits = model.decode(x, latent_BxGxD, dec_lay, **rows)
   return token_ce_sums(logits, batch["targets"])
 
 

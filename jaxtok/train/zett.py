@@ -102,12 +102,6 @@ def load_base(config) -> tuple[Transformer, ByteTokenizer]:
   return model, tok
 
 
-def base_tables(base: Transformer) -> tuple[jax.Array, jax.Array | None]:
-  emb_in = base.embed.embedding.value
-  emb_out = None if base.cfg.tie_embeddings else base.head.kernel.value.T
-  return emb_in, emb_out
-
-
 class ZettModel(nnx.Module):
   """The hypernetwork (trained) next to the base LM (frozen)."""
 
@@ -117,7 +111,7 @@ class ZettModel(nnx.Module):
 
   def predict(self, decomp_NxL, copy_ids_N):
     """Embeddings [N, D] (input, output) of N tokens; specials copy their base tokens."""
-    emb_in, emb_out = base_tables(self.base)
+    emb_in, emb_out = self.base.embedding_tables()
     emb_in = jax.lax.stop_gradient(emb_in)
     emb_out = None if emb_out is None else jax.lax.stop_gradient(emb_out)
     pred_in, pred_out = self.hypernet(decomp_NxL, emb_in, emb_out)
@@ -149,7 +143,7 @@ def transfer_loss(aux_weight: float):
 
 def _aux_l2(model: ZettModel, e_in, e_out, shared_ids):
   """Mean squared distance to the base embeddings over tokens that exist in the base vocab."""
-  emb_in, emb_out = base_tables(model.base)
+  emb_in, emb_out = model.base.embedding_tables()
   ok = shared_ids >= 0
   src = jnp.maximum(shared_ids, 0)
   d = jnp.mean((e_in - emb_in[src].astype(jnp.float32)) ** 2, -1)
@@ -160,7 +154,7 @@ def _aux_l2(model: ZettModel, e_in, e_out, shared_ids):
 
 def identity_loss(model: ZettModel, batch):
   """Squared error of the predicted embeddings of base tokens to their own embeddings."""
-  emb_in, emb_out = base_tables(model.base)
+  emb_in, emb_out = model.base.embedding_tables()
   pred_in, pred_out = model.hypernet(batch["decomp"], emb_in, emb_out)
   ids = batch["base_ids"]
   err = jnp.mean((pred_in - emb_in[ids].astype(jnp.float32)) ** 2, -1)
@@ -350,7 +344,7 @@ class Evaluator:
   def __init__(self, config, base: Transformer, base_tok: ByteTokenizer, graphdef, targets: dict):
     self.graphdef = graphdef  # of the ZettModel: (hypernet params, frozen base) -> model
     self.base_graphdef, self.base_params = nnx.split(base, nnx.Param)
-    self.embeddings = embedding_init.BaseEmbeddings(base_tok, *base_tables(base))
+    self.embeddings = embedding_init.BaseEmbeddings(base_tok, *base.embedding_tables())
     docs = eval_docs(config)
     e = config.eval
     self.targets = {
@@ -385,7 +379,7 @@ class Evaluator:
 def build(hcfg: HypernetConfig, base: Transformer, rngs: nnx.Rngs, base_dtype: str = "float32"):
   """The ZettModel: a hypernetwork fitted to `base`'s (float32) tables, next to `base`
   (cast to `base_dtype`: the frozen base may run in bfloat16)."""
-  emb_in, emb_out = base_tables(base)
+  emb_in, emb_out = base.embedding_tables()
   hypernet = Hypernet(hcfg, emb_in=emb_in, emb_out=emb_out, rngs=rngs)
   if base_dtype != "float32":
     graphdef, state = nnx.split(base)

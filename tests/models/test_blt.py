@@ -8,10 +8,10 @@ from flax import nnx
 
 from jaxtok.data import codec
 from jaxtok.models.blt import BLT, BLTConfig, blt_flops, blt_loss, flops_by_part
-from jaxtok.train.blt_task import BLTBatches
 from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
+from jaxtok.train.blt_task import BLTBatches
 
 SMALL = dict(
   d_local=32,

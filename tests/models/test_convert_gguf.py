@@ -65,7 +65,7 @@ def _write_gguf(path, model: Transformer, tok: ByteTokenizer, quantize_ffn: bool
     w.add_tensor("output.weight", np.ascontiguousarray(flat[("head", "kernel")].T))
   for i in range(cfg.n_layers):
     for key, name in names.items():
-      a = flat[("blocks", i, *key)]
+      a = flat[("blocks", *key)][i]  # stacked layers: [L, ...]
       a = np.ascontiguousarray(a.T) if a.ndim == 2 else a  # GGUF rows are [out, in]
       if quantize_ffn and name.startswith("ffn_") and a.ndim == 2:
         q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)

@@ -75,7 +75,7 @@ def test_fitted_scaling_matches_the_base_table_statistics():
 def test_identity_stage_approaches_the_original_embeddings():
   base_cfg = TransformerConfig(vocab_size=V, d_model=D, n_layers=1, n_heads=2, mlp_dim=64)
   base = Transformer(base_cfg, rngs=nnx.Rngs(3))
-  emb_in, emb_out = zett.base_tables(base)
+  emb_in, emb_out = base.embedding_tables()
   hcfg = HypernetConfig(max_len=4, n_layers=2, n_heads=2, residual=False, mlp_dim=64)
   model = zett.ZettModel(Hypernet(hcfg, emb_in=emb_in, emb_out=emb_out, rngs=nnx.Rngs(0)), base)
   graphdef, params, frozen = nnx.split(model, zett.HYPERNET, ...)

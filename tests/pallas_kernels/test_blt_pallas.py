@@ -8,8 +8,8 @@ from flax import nnx
 
 from jaxtok.data import codec
 from jaxtok.models.blt import BLT, BLTConfig, blt_loss
-from jaxtok.train.blt_task import BLTBatches
 from jaxtok.patching import PatchingConfig
+from jaxtok.train.blt_task import BLTBatches
 
 TINY = dict(
   d_local=32,

@@ -14,8 +14,8 @@ import pytest
 import jaxtok
 from configs import tiny
 from jaxtok import checkpoint as ckpt_lib
-from jaxtok.models.losses import lm_loss
 from jaxtok.data import corpora
+from jaxtok.models.losses import lm_loss
 from jaxtok.tokenizers import bpe
 from jaxtok.train import tasks, trainer
 from jaxtok.train.metrics import read_metrics

@@ -139,7 +139,7 @@ def test_transfer_writes_a_workdir_that_restores_and_generates(root, trained):
   # The restored model scores text exactly as the embedding tables it was written from.
   base, base_tok = zett.load_base(c)
   hyper, _ = zett.restore_hypernet(str(root / "straight"), base)
-  emb = embedding_init.BaseEmbeddings(base_tok, *zett.base_tables(base))
+  emb = embedding_init.BaseEmbeddings(base_tok, *base.embedding_tables())
   predict = hypernet_lib.predictor(hyper, emb.emb_in, emb.emb_out)
   tables = embedding_init.hypernet_init(target, emb, predict, hyper.cfg.max_len)
   docs = zett.eval_docs(c)[:3]
