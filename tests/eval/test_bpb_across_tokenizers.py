@@ -47,7 +47,7 @@ def setup():
 def slow_bpb(model, tables, tok, docs):
   """Per document, per token: -log p from a plain numpy forward over the whole document."""
   _, params = nnx.split(model, nnx.Param)
-  arrays = {k: np.asarray(v.value) for k, v in nnx.to_flat_state(params)}
+  arrays = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(params)}
   arrays[("embed", "embedding")] = np.asarray(tables[0])
   if ("head", "kernel") in arrays:
     arrays[("head", "kernel")] = np.asarray(tables[1]).T
@@ -66,7 +66,7 @@ def slow_bpb(model, tables, tok, docs):
 def test_bpb_matches_a_slow_loop_for_two_tokenizers(setup):
   bpe, wordpiece, model = setup
   _, params = nnx.split(model, nnx.Param)
-  emb = embedding_init.BaseEmbeddings(bpe, model.embed.embedding.value, model.head.kernel.value.T)
+  emb = embedding_init.BaseEmbeddings(bpe, *model.embedding_tables())
   graphdef = nnx.split(model, nnx.Param)[0]
   results = {}
   for name, tok, tables in [

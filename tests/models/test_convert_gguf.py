@@ -47,7 +47,7 @@ def _write_gguf(path, model: Transformer, tok: ByteTokenizer, quantize_ffn: bool
   w.add_bos_token_id(1)
   w.add_eos_token_id(2)
   _, params = nnx.split(model, nnx.Param)
-  flat = {k: np.asarray(v.value, np.float32) for k, v in nnx.to_flat_state(params)}
+  flat = {k: np.asarray(v[...], np.float32) for k, v in nnx.to_flat_state(params)}
   names = {
     ("attn_norm", "scale"): "attn_norm",
     ("attn", "wq", "kernel"): "attn_q",
@@ -121,7 +121,7 @@ def test_synthetic_gguf_converts_back_to_the_same_model(synthetic):
   assert loaded.cfg.n_kv_heads == 2 and loaded.cfg.mlp_dim == 96
   assert loaded.cfg.rope_theta == 5000.0 and loaded.cfg.tie_embeddings is False
   assert math.isclose(loaded.cfg.norm_eps, 1e-6, rel_tol=1e-6)
-  got = {k: np.asarray(v.value) for k, v in nnx.to_flat_state(nnx.split(loaded, nnx.Param)[1])}
+  got = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(nnx.split(loaded, nnx.Param)[1])}
   for k, v in flat.items():
     if "mlp" in k and k[-1] == "kernel":  # Q8_0: 8-bit blocks
       np.testing.assert_allclose(got[k], v, atol=np.abs(v).max() / 100)

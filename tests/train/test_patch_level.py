@@ -68,7 +68,7 @@ def stream_rows(docs, rows, n):
 def reference_loss(model, docs, rows, n, k, token_bytes=None):
   """The objective written out patch by patch, running each document piece on its own."""
   _, _, stream, doc = stream_rows(docs, rows, n)
-  table = np.asarray(model.embed.embedding.value)
+  table = np.asarray(model.embed.embedding[...])
   pieces = []  # (row, document, [(patch index, mean embedding)]) of whole patches
   for r in range(rows):
     for p in range(n // k):
@@ -154,7 +154,7 @@ def test_gradient_reaches_every_token_of_a_patch(model):
   def loss(p):
     return patch_loss(nnx.merge(graphdef, p), batch, k)["loss_sum"]
 
-  g = np.asarray(jax.jit(jax.grad(loss))(params)["embed"]["embedding"].value)
+  g = np.asarray(jax.jit(jax.grad(loss))(params)["embed"]["embedding"][...])
   # Tokens of the last patch are inputs of a patch with no target: no gradient.
   np.testing.assert_array_equal(g[ids[0, 3 * k :]], 0.0)
   assert np.all(np.abs(g[ids[0, : 3 * k]]).sum(-1) > 0)
