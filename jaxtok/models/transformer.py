@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from jaxtok.configlib import Section
@@ -94,39 +95,62 @@ class TransformerConfig(Section):
 
 @struct.dataclass
 class KVCache:
-  """Keys/values of every layer for decoding; `end` = number of filled slots."""
+  """Keys/values of every layer for decoding; slots are columns.
+
+  `end` is the next column to write: a scalar when every row writes the same
+  column (prompts left-padded to one length), or [B] when each row has its own
+  (the BLT latent's patches). Row b starts at column `start[b]`: the columns
+  before it (its left padding) are never seen, and its positions are column - start.
+  """
 
   k: jax.Array  # L x B x S x K x H
   v: jax.Array  # L x B x S x K x H
-  end: jax.Array  # int32 scalar
+  end: jax.Array  # int32 scalar or [B]
+  start: jax.Array  # B int32
 
 
 @struct.dataclass
 class RingCache:
-  """K/V of the last S positions of every layer (a sliding window); slot s holds position pos[s].
+  """K/V of the last S columns of every layer (a sliding window); slot s holds column pos[s].
 
-  Position t goes to slot t % S; -1 marks an empty slot.
+  Column t goes to slot t % S; -1 marks an empty slot. Row b starts at column
+  `start[b]` (left padding before it is never seen); its positions are column - start.
   """
 
   k: jax.Array  # L x B x S x K x H
   v: jax.Array
   pos: jax.Array  # S int32
+  start: jax.Array  # B int32
 
   def advance(self, t, batch: int, window: int | None):
-    """(cache with position t in its slot, the slot, positions [B, 1], mask of what t sees)."""
+    """(cache with column t in its slot, the slot, positions [B, 1], mask of what t sees)."""
     s = self.pos.shape[0]
     slot = t % s
     pos = self.pos.at[slot].set(t)
     kv_idx = jnp.broadcast_to(pos, (batch, s))
-    positions = jnp.full((batch, 1), t, jnp.int32)
     mask = attn_lib.Mask(
-      kv_segment_ids=(kv_idx >= 0).astype(jnp.int32),
-      q_idx=positions,
+      kv_segment_ids=(kv_idx >= self.start[:, None]).astype(jnp.int32),
+      q_idx=jnp.full((batch, 1), t, jnp.int32),
       kv_idx=kv_idx,
       causal=True,
       window=window,
     )
-    return self.replace(pos=pos), slot, positions, mask
+    return self.replace(pos=pos), slot, _positions(t, self.start, 1), mask
+
+
+def _positions(first_col, start_B, t: int) -> jax.Array:
+  """[B, t] positions of columns first_col .. first_col + t - 1 (0 on left padding)."""
+  cols = jnp.reshape(first_col, (-1, 1)) + jnp.arange(t, dtype=jnp.int32)
+  return jnp.maximum(cols - start_B[:, None], 0)
+
+
+def _write(cache_BxSxKxH, x_BxTxKxH, at):
+  """Writes x at slot `at` (a scalar: every row; [B]: one slot per row), in place."""
+  x = x_BxTxKxH.astype(cache_BxSxKxH.dtype)
+  if jnp.ndim(at) == 0:
+    return jax.lax.dynamic_update_slice_in_dim(cache_BxSxKxH, x, at, axis=1)
+  row = lambda c, y, i: jax.lax.dynamic_update_slice_in_dim(c, y, i, axis=0)
+  return jax.vmap(row)(cache_BxSxKxH, x, at)
 
 
 def _cache_shape(cfg: TransformerConfig, batch: int, size: int) -> tuple[int, ...]:
@@ -184,15 +208,17 @@ class Block(nnx.Module):
   def decode(self, x, positions, mask, k_cache, v_cache, write_at):
     """One decoding chunk: writes this chunk's k/v at slot `write_at`, attends to the cache."""
     q, k, v = self.attn.qkv(self.attn_norm(x), positions)
-    k_cache = jax.lax.dynamic_update_slice_in_dim(
-      k_cache, k.astype(k_cache.dtype), write_at, axis=1
-    )
-    v_cache = jax.lax.dynamic_update_slice_in_dim(
-      v_cache, v.astype(v_cache.dtype), write_at, axis=1
-    )
+    k_cache, v_cache = _write(k_cache, k, write_at), _write(v_cache, v, write_at)
     out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.cfg.attention_impl)
     x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
     return x + self.mlp(self.mlp_norm(x)), k_cache, v_cache
+
+  def prefill(self, x, positions, mask):
+    """`__call__` that also returns this layer's keys and values (to fill a cache)."""
+    q, k, v = self.attn.qkv(self.attn_norm(x), positions)
+    out = attn_lib.attention(q, k, v, mask, impl=self.cfg.attention_impl)
+    x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
+    return x + self.mlp(self.mlp_norm(x)), k, v
 
 
 def make_blocks(cfg: TransformerConfig, rngs: nnx.Rngs) -> Block:
@@ -229,25 +255,41 @@ def decode_blocks(
   return x, k, v, outs
 
 
+def prefill_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *, emit=False):
+  """(x, k, v [L, B, T, K, H], every layer's output or None): a whole row, keeping each
+  layer's keys and values to fill a cache."""
+
+  def body(block, x, _):
+    x, k, v = block.prefill(x, positions_BxT, mask)
+    return x, (k, v, x if emit else None)
+
+  x, (k, v, outs) = stack.run(blocks, body, x_BxTxD, scan=blocks.cfg.scan_layers)
+  return x, k, v, outs
+
+
 def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
-  """The stack on a chunk continuing the cached prefix (one document per cache): (x, cache)."""
+  """The stack on a chunk continuing the cached prefix (one document per row): (x, cache).
+
+  Every row writes columns end .. end + t - 1 (its own `end` when it is [B])."""
   b, t, _ = x_BxTxD.shape
   s = cache.k.shape[2]
-  positions = jnp.broadcast_to(cache.end + jnp.arange(t, dtype=jnp.int32), (b, t))
+  end_Bx1 = jnp.broadcast_to(jnp.reshape(cache.end, (-1, 1)), (b, 1))
+  cols = end_Bx1 + jnp.arange(t, dtype=jnp.int32)
   kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
   mask = attn_lib.Mask(
-    kv_segment_ids=(kv_idx < cache.end + t).astype(jnp.int32),
-    q_idx=positions,
+    kv_segment_ids=((kv_idx >= cache.start[:, None]) & (kv_idx < end_Bx1 + t)).astype(jnp.int32),
+    q_idx=cols,
     kv_idx=kv_idx,
     causal=True,
     window=window,
   )
+  positions = _positions(cache.end, cache.start, t)
   x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, mask, cache.k, cache.v, cache.end)
-  return x, KVCache(k=k, v=v, end=cache.end + t)
+  return x, cache.replace(k=k, v=v, end=cache.end + t)
 
 
 def decode_with_ring(blocks: Block, x_Bx1xD, t, cache: RingCache, *, window=None, emit=False):
-  """The stack on the one position `t`, ring cache: (x, cache, every layer's output or None)."""
+  """The stack on the one column `t`, ring cache: (x, cache, every layer's output or None)."""
   cache, slot, positions, mask = cache.advance(t, x_Bx1xD.shape[0], window)
   x, k, v, outs = decode_blocks(blocks, x_Bx1xD, positions, mask, cache.k, cache.v, slot, emit=emit)
   return x, cache.replace(k=k, v=v), outs
@@ -256,15 +298,45 @@ def decode_with_ring(blocks: Block, x_Bx1xD, t, cache: RingCache, *, window=None
 def init_kv_cache(cfg: TransformerConfig, batch: int, max_len: int, dtype=None) -> KVCache:
   dtype = dtype or DTYPES[cfg.dtype]
   shape = _cache_shape(cfg, batch, max_len)
-  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+  zeros = jnp.zeros(shape, dtype)
+  return KVCache(zeros, zeros, jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32))
 
 
 def init_ring_cache(cfg: TransformerConfig, batch: int, size: int) -> RingCache:
   shape = _cache_shape(cfg, batch, size)
-  dtype = DTYPES[cfg.dtype]
-  return RingCache(
-    jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((size,), -1, jnp.int32)
+  zeros = jnp.zeros(shape, DTYPES[cfg.dtype])
+  empty = jnp.full((size,), -1, jnp.int32)
+  return RingCache(zeros, zeros, empty, jnp.zeros((batch,), jnp.int32))
+
+
+def left_padded(start_B, t: int) -> tuple[jax.Array, jax.Array]:
+  """(segment ids, positions) [B, t] of rows whose columns before start[b] are padding."""
+  cols = jnp.arange(t, dtype=jnp.int32)
+  seg = (cols >= start_B[:, None]).astype(jnp.int32)
+  return seg, _positions(0, start_B, t)
+
+
+def kv_cache_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> KVCache:
+  """A KV cache of `size` columns holding a prefilled prompt's T columns (end = T)."""
+  t = k_LxBxTxKxH.shape[2]
+  if t > size:
+    raise ValueError(f"a prompt of {t} columns does not fit a cache of max_len={size}")
+  pad = ((0, 0), (0, 0), (0, size - t), (0, 0), (0, 0))
+  return KVCache(
+    jnp.pad(k_LxBxTxKxH, pad), jnp.pad(v_LxBxTxKxH, pad), jnp.asarray(t, jnp.int32), start_B
   )
+
+
+def ring_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> RingCache:
+  """The ring of `size` slots after a prefilled prompt: its last `size` columns, slot = col % size."""
+  t = k_LxBxTxKxH.shape[2]
+  slots = np.arange(size)
+  cols = slots + size * ((t - 1 - slots) // size)  # latest column c < t with c % size == slot
+  cols = np.where(slots < t, cols, -1)
+  take = lambda a: jnp.where(
+    jnp.asarray(cols >= 0)[:, None, None], jnp.take(a, np.maximum(cols, 0), axis=2), 0
+  ).astype(a.dtype)
+  return RingCache(take(k_LxBxTxKxH), take(v_LxBxTxKxH), jnp.asarray(cols, jnp.int32), start_B)
 
 
 class Transformer(nnx.Module):
@@ -337,6 +409,16 @@ class Transformer(nnx.Module):
       self.blocks, self.embed(tokens_BxT), cache, window=self.cfg.sliding_window
     )
     return self.logits(self.final_norm(x)), cache
+
+  def prefill(self, tokens_BxT: jax.Array, start_B: jax.Array):
+    """A left-padded prompt (row b starts at column start[b]) in one forward.
+
+    Returns (final-normed states [B, T, D], keys, values [L, B, T, K, H]) for
+    `kv_cache_from_prefill` or `ring_from_prefill`.
+    """
+    seg, positions = left_padded(start_B, tokens_BxT.shape[1])
+    x, k, v, _ = prefill_blocks(self.blocks, self.embed(tokens_BxT), positions, self.mask(seg))
+    return self.final_norm(x), k, v
 
   def init_ring(self, batch: int, size: int) -> RingCache:
     return init_ring_cache(self.cfg, batch, size)
