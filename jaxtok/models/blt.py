@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 from jaxtok import patching
 from jaxtok.configlib import Section
@@ -55,6 +55,7 @@ from jaxtok.models.transformer import (
   init_kv_cache,
   init_ring_cache,
   make_blocks,
+  prefill_blocks,
 )
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn import pooling, stack
@@ -263,6 +264,39 @@ class LocalEncoder(nnx.Module):
     )
     return x, self._cross_states(x, outs), cache
 
+  def prefill(self, x_BxTxD, positions_BxT, self_mask, lay: patching.PatchLayout):
+    """`__call__` that also returns the cross-attended states [C, B, T, D] and every
+    layer's keys and values [L, B, T, K, H] (to fill the caches of generation)."""
+    x_BxTxD, k, v, outs = prefill_blocks(self.blocks, x_BxTxD, positions_BxT, self_mask, emit=True)
+    states = self._cross_states(x_BxTxD, outs)
+    patches = self.patch_vectors(states, lay.enc_seg_BxT, lay.patch_seg_BxP)
+    return x_BxTxD, states, patches, k, v
+
+  def byte_kv(self, states_CxBxTxD):
+    """Keys and values C x B x T x N x H of bytes for every cross-attention that reads them."""
+
+    def body(cross, carry, s_BxTxD):
+      return carry, cross.kv(s_BxTxD)
+
+    _, (k, v) = stack.run(self.cross, body, None, states_CxBxTxD, scan=self.cfg.scan_layers)
+    return k, v
+
+  def patch_from_kv(self, pooled_BxD, k_CxBxLxNxH, v_CxBxLxNxH, length_B):
+    """[B, 1, k*D]: one patch per row from the max-pool of its bytes' states and their keys
+    and values (`byte_kv`) in the first `length_B` slots; the math of `patch_vectors`."""
+    cfg, k = self.cfg, self.cfg.cross_attn_k
+    b, n = k_CxBxLxNxH.shape[1:3]
+    q = self.pool_proj(pooled_BxD[:, None]).reshape(b, k, cfg.d_local)
+    mask = attn_lib.Mask(
+      kv_segment_ids=(jnp.arange(n) < length_B[:, None]).astype(jnp.int32), causal=False
+    )
+
+    def body(cross, q, kv):
+      return q + cross.attend(q, *kv, mask), None
+
+    q, _ = stack.run(self.cross, body, q, (k_CxBxLxNxH, v_CxBxLxNxH), scan=cfg.scan_layers)
+    return q.reshape(b, 1, k * cfg.d_local)
+
   def patch_vectors(self, states_CxBxTxD, byte_seg_BxT, patch_seg_BxP):
     """[B, P, k*D]: k queries per patch, refined by cross-attention to the bytes of the patch.
 
@@ -305,11 +339,21 @@ class LatentTransformer(nnx.Module):
     h, _ = apply_blocks(self.blocks, h_BxPxD, positions_BxP, mask)
     return self.final_norm(h)
 
+  def prefill(self, h_BxPxD, *, segment_ids_BxP):
+    """`__call__` that also returns every layer's keys and values [L, B, P, K, H]."""
+    b, p, _ = h_BxPxD.shape
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
+    mask = attn_lib.Mask.self_attention(segment_ids_BxP)
+    h, k, v, _ = prefill_blocks(self.blocks, h_BxPxD, positions, mask)
+    return self.final_norm(h), k, v
+
   def init_cache(self, batch: int, max_patches: int) -> KVCache:
-    return init_kv_cache(self.cfg, batch, max_patches)
+    """A cache whose rows fill up independently (`end` is [B]: patches close per row)."""
+    cache = init_kv_cache(self.cfg, batch, max_patches)
+    return cache.replace(end=jnp.zeros((batch,), jnp.int32))
 
   def decode(self, h_Bx1xD, cache: KVCache) -> tuple[jax.Array, KVCache]:
-    """The next patch, continuing the cached ones (one document per cache)."""
+    """The next patch of every row, continuing its cached ones (one document per row)."""
     h, cache = decode_with_cache(self.blocks, h_Bx1xD, cache)
     return self.final_norm(h), cache
 
@@ -381,8 +425,24 @@ class LocalDecoder(nnx.Module):
     x_BxTxD, _ = self._layers(x_BxTxD, kv, cross_mask, block_fn, None, remat=self.cfg.remat)
     return self.logits(x_BxTxD)
 
+  def prefill(self, x_BxTxD, g_BxPxDg, positions_BxT, self_mask, lay: patching.PatchLayout):
+    """`__call__` that also returns every block's keys and values [L, B, T, K, H]."""
+    cross_mask = attn_lib.Mask(
+      q_segment_ids=lay.dec_seg_BxT,
+      kv_segment_ids=jnp.repeat(lay.patch_seg_BxP, self.cfg.cross_attn_k, axis=1),
+      causal=False,
+    )
+
+    def block_fn(block, x, _):
+      x, k, v = block.prefill(x, positions_BxT, self_mask)
+      return x, (k, v)
+
+    kv = self.latent_kv(g_BxPxDg)
+    x_BxTxD, (k, v) = self._layers(x_BxTxD, kv, cross_mask, block_fn, None)
+    return self.logits(x_BxTxD), k, v
+
   def step(self, x_Bx1xD, t, kv, has_latent, cache: RingCache):
-    """Byte t, reading the latest latent's `kv` (nothing while `has_latent` is False)."""
+    """Byte t, reading the latest latent's `kv` (nothing in rows whose `has_latent` is False)."""
     b = x_Bx1xD.shape[0]
     cross_mask = attn_lib.Mask(
       q_segment_ids=jnp.ones((b, 1), jnp.int32),
@@ -395,11 +455,25 @@ class LocalDecoder(nnx.Module):
       x, k, v = block.decode(x, positions, mask, *kv_cache, slot)
       return x, (k, v)
 
-    x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, (cache.k, cache.v), gate=has_latent)
+    gate = jnp.reshape(has_latent, (-1, 1, 1))  # a scalar or one flag per row
+    x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, (cache.k, cache.v), gate=gate)
     return self.logits(x), cache.replace(k=k, v=v)
 
   def logits(self, x_BxTxD):
     return self.head(self.norm(x_BxTxD)).astype(jnp.float32)
+
+
+@struct.dataclass
+class BLTPrefill:
+  """What `BLT.prefill` returns besides the logits: the stages' outputs and caches' contents."""
+
+  logits_BxTxV: jax.Array
+  lay: patching.PatchLayout
+  states_CxBxTxD: jax.Array  # the encoder's cross-attended byte states
+  g_BxPxDg: jax.Array  # latents of every patch slot
+  enc_kv: tuple[jax.Array, jax.Array]  # L x B x T x K x H each
+  lat_kv: tuple[jax.Array, jax.Array]  # L x B x P x K x H each
+  dec_kv: tuple[jax.Array, jax.Array]
 
 
 class BLT(nnx.Module):
@@ -408,8 +482,9 @@ class BLT(nnx.Module):
   The stages, written once and composed by `forward`, by patch-level training
   (`train.patch_level`) and by generation (`jaxtok.generate`):
     whole rows:  embed -> encode -> latent_states -> decode
-    cached, one byte at a time:  embed -> encode_step, and when a patch closes
-      encode_patch -> latent_step -> decoder_kv; then decode_step.
+    cached, one byte at a time:  embed -> encode_step -> patch_byte_kv, and when a
+      patch closes patch_vector -> latent_step -> decoder_kv; then decode_step;
+    a prompt at once (filling those caches):  prefill.
   Every stack of layers is scanned (`jaxtok.nn.stack`), or unrolled with `cfg.scan_layers=False`.
   """
 
@@ -475,15 +550,19 @@ class BLT(nnx.Module):
     """
     return self.encoder.step(x_Bx1xD, t, cache)
 
-  def encode_patch(self, states_CxBxLxD, length) -> jax.Array:
-    """The vector [B, 1, d_global] of one patch from its bytes' states (the first `length`)."""
-    b, n = states_CxBxLxD.shape[1:3]
-    byte_seg = jnp.broadcast_to(jnp.arange(n) < length, (b, n)).astype(jnp.int32)
-    patches = self.encoder.patch_vectors(states_CxBxLxD, byte_seg, jnp.ones((b, 1), jnp.int32))
-    return self._project(patches)
+  def patch_byte_kv(self, states_CxBxTxD):
+    """Cross-attention keys and values (C x B x T x N x H) of bytes' states: what a patch
+    keeps of its bytes until it closes (`patch_vector`)."""
+    return self.encoder.byte_kv(states_CxBxTxD)
+
+  def patch_vector(self, pooled_BxD, k_CxBxLxNxH, v_CxBxLxNxH, length_B) -> jax.Array:
+    """The vector [B, 1, d_global] of each row's patch: `pooled_BxD` is the max of its bytes'
+    first cross-attended states, k/v (`patch_byte_kv`) hold its bytes in the first `length_B`."""
+    return self._project(self.encoder.patch_from_kv(pooled_BxD, k_CxBxLxNxH, v_CxBxLxNxH, length_B))
 
   def latent_step(self, h_Bx1xDg, cache: KVCache):
-    """The latent of the next patch: ([B, 1, d_global], cache)."""
+    """The latent of each row's next patch, written at its own column `cache.end[b]`:
+    ([B, 1, d_global], cache with end + 1; callers keep `end` of rows whose patch did not close)."""
     return self.latent.decode(h_Bx1xDg, cache)
 
   def decoder_kv(self, g_Bx1xDg):
@@ -491,8 +570,19 @@ class BLT(nnx.Module):
     return self.decoder.latent_kv(g_Bx1xDg)
 
   def decode_step(self, x_Bx1xD, t, kv, has_latent, cache: RingCache):
-    """Logits [B, 1, 260] after byte t, reading the latest latent's `kv` once `has_latent`."""
+    """Logits [B, 1, 260] after byte t, reading the latest latent's `kv` once `has_latent`
+    (a flag per row, or one for all)."""
     return self.decoder.step(x_Bx1xD, t, kv, has_latent, cache)
+
+  def prefill(self, ids_BxT, *, patch_starts, hash_ids, segment_ids, positions, max_patches):
+    """`forward` over prompts that also returns what the cached steps continue from."""
+    lay = self.layout(patch_starts, segment_ids, max_patches)
+    mask = self.local_mask(segment_ids)
+    x = self.embed(ids_BxT, hash_ids)
+    x, states, patches, enc_k, enc_v = self.encoder.prefill(x, positions, mask, lay)
+    g, lat_k, lat_v = self.latent.prefill(self._project(patches), segment_ids_BxP=lay.doc_BxP)
+    logits, dec_k, dec_v = self.decoder.prefill(x, g, positions, mask, lay)
+    return BLTPrefill(logits, lay, states, g, (enc_k, enc_v), (lat_k, lat_v), (dec_k, dec_v))
 
   # --- the whole model ---
 

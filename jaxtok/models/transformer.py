@@ -328,7 +328,8 @@ def kv_cache_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> KVCac
 
 
 def ring_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> RingCache:
-  """The ring of `size` slots after a prefilled prompt: its last `size` columns, slot = col % size."""
+  """The ring of `size` slots after a prefilled prompt: its last `size` columns, each in
+  slot column % size."""
   t = k_LxBxTxKxH.shape[2]
   slots = np.arange(size)
   cols = slots + size * ((t - 1 - slots) // size)  # latest column c < t with c % size == slot

@@ -7,6 +7,9 @@ KV-cached decode step produced at t-1; nothing of the prefix is re-run. For
 static and entropy patching the decision needs no byte t (`needs_byte` is
 False), so a generator knows whether the next byte starts a patch before it
 samples that byte. Equal to `rules.patch_starts` on a single document.
+
+`prefill` gives the state after a whole (left-padded) prompt at once, equal to
+stepping through it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxtok.data import codec
 from jaxtok.patching.config import PatchingConfig
-from jaxtok.patching.rules import spacelike
+from jaxtok.patching.rules import limit_patch_length, rule_starts, spacelike
 
 
 @struct.dataclass
@@ -72,3 +76,34 @@ class IncrementalPatcher:
       run=run,
     )
     return new, start
+
+  def prefill(
+    self, ids_BxT: jax.Array, start_B: jax.Array, entropies_BxN: jax.Array | None = None
+  ) -> tuple[PatcherState, jax.Array]:
+    """(state after a prompt, its starts): `step` over every column at once.
+
+    Row b of `ids_BxT` starts at column start[b] (left padding before it).
+    Lookahead schemes (`needs_byte` False) also decide the column after the
+    prompt, as a generator does before sampling it: starts are [B, T+1] and
+    `entropies_BxN` (H(x_t | x_<t), entropy patching) has T+1 columns too;
+    space patches: [B, T].
+    """
+    b, t = ids_BxT.shape
+    n = t if self.needs_byte else t + 1
+    ids = jnp.pad(ids_BxT, ((0, 0), (0, n - t)), constant_values=codec.PAD_ID)
+    cols = jnp.arange(n, dtype=jnp.int32)
+    seg = (cols >= start_B[:, None]).astype(jnp.int32)
+    pos = jnp.maximum(cols - start_B[:, None], 0)
+    rule = rule_starts(self.cfg, ids, pos, seg, entropies_BxN)
+    starts = limit_patch_length(rule, seg, self.cfg.max_patch_length)
+    last_rule = jnp.max(jnp.where(rule, cols, -1), axis=1)  # position <= 1 always starts one
+    zeros = self.init(b)
+    state = PatcherState(
+      position=n - start_B,
+      prev_spacelike=spacelike(ids_BxT[:, -1]) if self.needs_byte else zeros.prev_spacelike,
+      prev_entropy=zeros.prev_entropy
+      if entropies_BxN is None
+      else entropies_BxN[:, n - 1].astype(jnp.float32),
+      run=n - 1 - last_rule,
+    )
+    return state, starts

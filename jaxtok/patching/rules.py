@@ -94,6 +94,32 @@ def limit_patch_length(starts_BxN, segment_ids_BxN, max_patch_length: int) -> ja
   return starts_BxN | split
 
 
+def rule_starts(
+  cfg,
+  ids_BxN: jax.Array,
+  positions_BxN: jax.Array,
+  segment_ids_BxN: jax.Array,
+  entropies_BxN: jax.Array | None = None,
+) -> jax.Array:
+  """The starts the rule of `cfg` (a PatchingConfig) makes, before the max_patch_length split."""
+  if cfg.scheme == "static":
+    return static_starts(positions_BxN, segment_ids_BxN, cfg.patch_size)
+  if cfg.scheme == "space":
+    return space_starts(ids_BxN, positions_BxN, segment_ids_BxN)
+  if cfg.scheme == "entropy":
+    if entropies_BxN is None:
+      raise ValueError("entropy patching needs the entropies of the bytes")
+    return entropy_starts(
+      entropies_BxN,
+      positions_BxN,
+      segment_ids_BxN,
+      rule=cfg.rule,
+      threshold=cfg.threshold,
+      top_k=cfg.top_k,
+    )
+  raise ValueError(f"unknown patching scheme {cfg.scheme!r}")
+
+
 def patch_starts(
   cfg,
   ids_BxN: jax.Array,
@@ -102,21 +128,5 @@ def patch_starts(
   entropies_BxN: jax.Array | None = None,
 ) -> jax.Array:
   """The starts of `cfg` (a PatchingConfig), including the max_patch_length split."""
-  if cfg.scheme == "static":
-    starts = static_starts(positions_BxN, segment_ids_BxN, cfg.patch_size)
-  elif cfg.scheme == "space":
-    starts = space_starts(ids_BxN, positions_BxN, segment_ids_BxN)
-  elif cfg.scheme == "entropy":
-    if entropies_BxN is None:
-      raise ValueError("entropy patching needs the entropies of the bytes")
-    starts = entropy_starts(
-      entropies_BxN,
-      positions_BxN,
-      segment_ids_BxN,
-      rule=cfg.rule,
-      threshold=cfg.threshold,
-      top_k=cfg.top_k,
-    )
-  else:
-    raise ValueError(f"unknown patching scheme {cfg.scheme!r}")
+  starts = rule_starts(cfg, ids_BxN, positions_BxN, segment_ids_BxN, entropies_BxN)
   return limit_patch_length(starts, segment_ids_BxN, cfg.max_patch_length)

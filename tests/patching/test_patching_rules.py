@@ -185,3 +185,43 @@ def test_topk_cannot_be_incremental_and_config_errors_name_the_field():
     PatchingConfig.from_dict({"scheme": "bpe"})
   with pytest.raises(ValueError, match="unknown field"):
     PatchingConfig.from_dict({"scheme": "space", "treshold": 1.0})
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.scheme}-{c.rule}-{c.max_patch_length}")
+def test_prefill_equals_stepping_through_left_padded_prompts(cfg):
+  """The patcher state and starts after a whole prompt, in one call, equal the byte-by-byte
+  ones: every field of the state, for rows of different lengths (left-padded)."""
+  rng = np.random.default_rng(1)
+  alphabet = np.asarray(list(b"abcdefghij  ..,\n") + list("é日".encode()), np.int32) + 4
+  lengths, t = [40, 23, 2, 1], 40  # a BOS-only prompt too
+  patcher = IncrementalPatcher(cfg)
+  n = t if patcher.needs_byte else t + 1  # lookahead: the byte after the prompt is decided too
+  x = np.zeros((len(lengths), t), np.int32)
+  h = np.zeros((len(lengths), n), np.float32)
+  want_states, want_starts = [], []
+  step = jax.jit(patcher.step)
+  for b, m in enumerate(lengths):
+    row = np.concatenate([[1], rng.choice(alphabet, m - 1)]).astype(np.int32)
+    hr = rng.gamma(2.0, 0.8, m + n - t).astype(np.float32)
+    x[b, t - m :], h[b, t - m :] = row, hr
+    state, starts = patcher.init(1), []
+    ent = (lambda i: jnp.asarray(hr[i : i + 1])) if cfg.scheme == "entropy" else (lambda i: None)
+    if not patcher.needs_byte:  # a generator decides byte 0 first, then t+1 after byte t
+      state, s = step(state, jnp.zeros((1,), jnp.int32), ent(0))
+      starts.append(bool(s[0]))
+    for i, byte in enumerate(row):
+      lookahead = () if patcher.needs_byte else (ent(i + 1),)
+      state, s = step(state, jnp.asarray([byte]), *lookahead)
+      starts.append(bool(s[0]))
+    want_states.append(state)
+    want_starts.append(starts)
+  entropies = jnp.asarray(h) if cfg.scheme == "entropy" else None
+  start = jnp.asarray([t - m for m in lengths])
+  state, starts = jax.jit(patcher.prefill)(jnp.asarray(x), start, entropies)
+  starts = np.asarray(starts)
+  for b, m in enumerate(lengths):
+    assert starts[b, n - len(want_starts[b]) :].tolist() == want_starts[b]
+    assert not starts[b, : n - len(want_starts[b])].any()  # nothing starts in the padding
+    for field in ("position", "prev_spacelike", "prev_entropy", "run"):
+      got = np.asarray(getattr(state, field))[b]
+      assert got == np.asarray(getattr(want_states[b], field))[0], field
