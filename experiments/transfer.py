@@ -11,7 +11,7 @@ or a spec such as "gguf:gpt-2" / "bpe:2048". The result loads with `jaxtok.resto
 from absl import app, flags, logging
 
 import jaxtok
-from jaxtok import generate
+from jaxtok import generation
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.tokenizers.load import load_tokenizer
 from jaxtok.train import zett
@@ -45,7 +45,7 @@ def main(argv):
   if _PROMPT.value:
     model, _ = jaxtok.restore(res["out"])
     tok = load_tokenizer(workdir_lib.tokenizer_path(res["out"]))
-    text = generate.generate_text(model, tok, _PROMPT.value)
+    text = generation.generate_text(model, tok, _PROMPT.value)
     print(f"generation check: {_PROMPT.value!r} -> {text.decode('utf-8', errors='replace')!r}")
 
 

@@ -371,14 +371,19 @@ class BLTGenerator(loop.Generator):
   def pad_length(self, longest: int) -> int:
     return super().pad_length(longest) if self.use_prefill else longest
 
+  def feed(self, ids_BxT, columns: int) -> tuple[BLTCaches, jax.Array]:
+    """Rows of one length fed byte by byte into empty caches of `columns` columns:
+    (caches, logits [B, T, 260] after every byte)."""
+    sizes = self.decoder.sizes(columns, columns)
+    st = _init(self.decoder, self.params, batch=ids_BxT.shape[0], sizes=sizes)
+    return _feed(self.decoder, self.params, st, jnp.asarray(ids_BxT))
+
   def prefill(self, ids_BxT, start_B, capacity) -> loop.Decoding:
-    b, t = ids_BxT.shape
+    t = ids_BxT.shape[1]
     if not self.use_prefill:
       if np.any(start_B):
         raise ValueError("feeding byte by byte (prefill=False) needs prompts of one length")
-      sizes = self.decoder.sizes(capacity, capacity)
-      st = _init(self.decoder, self.params, batch=b, sizes=sizes)
-      st, logits = _feed(self.decoder, self.params, st, jnp.asarray(ids_BxT))
+      st, logits = self.feed(ids_BxT, capacity)
       return loop.start(st, logits[:, -1])
     em_cache, ps, starts, patches = _patch_prompt(
       self.decoder, self.params, ids_BxT, start_B, columns=capacity

@@ -12,7 +12,7 @@ from flax import nnx
 gguf = pytest.importorskip("gguf")
 
 import jaxtok  # noqa: E402
-from jaxtok import generate  # noqa: E402
+from jaxtok import generation  # noqa: E402
 from jaxtok.models import convert, transfer  # noqa: E402
 from jaxtok.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from jaxtok.tokenizers import gguf_file, sources  # noqa: E402
@@ -188,7 +188,7 @@ def test_smollm2_transferred_to_gpt2_restores_and_generates(smollm2, tmp_path):
   transfer.transfer_with("fvt", model, tok, target, out)
   restored, config = jaxtok.restore(out)
   assert restored.cfg.vocab_size == target.vocab_size and restored.cfg.n_layers == 30
-  text = generate.generate_text(
+  text = generation.generate_text(
     restored, load_tokenizer(out), "The capital of France is", max_new_tokens=6
   )
   assert len(text) > 0

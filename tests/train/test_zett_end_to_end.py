@@ -10,7 +10,7 @@ from flax import nnx
 
 import jaxtok
 from configs import zett_tiny
-from jaxtok import generate
+from jaxtok import generation
 from jaxtok.compare import zett as zett_compare
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.models import hypernet as hypernet_lib
@@ -134,7 +134,7 @@ def test_transfer_writes_a_workdir_that_restores_and_generates(root, trained):
   assert model.cfg.vocab_size == target.vocab_size and config.model.name == "transformer"
   tok = load_tokenizer(os.path.join(out, "tokenizer.json"))
   assert tok.vocab == target.vocab and tok.bos_id == target.bos_id
-  text = generate.generate_text(model, tok, "def ", max_new_tokens=8)
+  text = generation.generate_text(model, tok, "def ", max_new_tokens=8)
   assert isinstance(text, bytes) and len(text) > 0
   # The restored model scores text exactly as the embedding tables it was written from.
   base, base_tok = zett.load_base(c)
