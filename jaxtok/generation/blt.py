@@ -42,6 +42,7 @@ from jaxtok.models.transformer import (
   DTYPES,
   KVCache,
   RingCache,
+  kv_cache_from_prefill,
   left_padded,
   ring_from_prefill,
 )
@@ -283,10 +284,8 @@ class BLTDecoder:
     pool = jnp.max(jnp.where(valid, states[0], -jnp.inf), axis=1).astype(states.dtype)
     patch_kv = model.patch_byte_kv(states)
 
-    lat_k, lat_v = (
-      jnp.pad(a, ((0, 0), (0, 0), (0, sizes.latent - p_slots), (0, 0), (0, 0))) for a in out.lat_kv
-    )
-    lat_cache = KVCache(lat_k, lat_v, closed_B, jnp.zeros((b,), jnp.int32))
+    lat_cache = kv_cache_from_prefill(*out.lat_kv, jnp.zeros((b,), jnp.int32), sizes.latent)
+    lat_cache = lat_cache.replace(end=closed_B)  # the open patch's slot is rewritten when it closes
     latest = jnp.take_along_axis(out.g_BxPxDg, jnp.maximum(closed_B - 1, 0)[:, None, None], axis=1)
     ring = ring_size(cfg.local_window, sizes.columns)
     st = BLTCaches(

@@ -449,15 +449,18 @@ class LocalDecoder(nnx.Module):
       kv_segment_ids=jnp.ones((b, kv[0].shape[2]), jnp.int32),
       causal=False,
     )
-    cache, slot, positions, mask = cache.advance(t, b, self.lcfg.sliding_window)
+    _, positions, cache_mask, own_mask = cache.masks(t, b, self.lcfg.sliding_window)
 
-    def block_fn(block, x, kv_cache):
-      x, k, v = block.decode(x, positions, mask, *kv_cache, slot)
+    def block_fn(block, x, i):  # reads layer i's slice of the ring; the ring is written after
+      k_i = jax.lax.dynamic_index_in_dim(cache.k, i, 0, keepdims=False)
+      v_i = jax.lax.dynamic_index_in_dim(cache.v, i, 0, keepdims=False)
+      x, k, v = block.decode(x, positions, cache_mask, own_mask, k_i, v_i)
       return x, (k, v)
 
     gate = jnp.reshape(has_latent, (-1, 1, 1))  # a scalar or one flag per row
-    x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, (cache.k, cache.v), gate=gate)
-    return self.logits(x), cache.replace(k=k, v=v)
+    layers = jnp.arange(cache.k.shape[0])
+    x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, layers, gate=gate)
+    return self.logits(x), cache.write(t, k, v)
 
   def logits(self, x_BxTxD):
     return self.head(self.norm(x_BxTxD)).astype(jnp.float32)

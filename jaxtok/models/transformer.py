@@ -103,8 +103,8 @@ class KVCache:
   before it (its left padding) are never seen, and its positions are column - start.
   """
 
-  k: jax.Array  # L x B x S x K x H
-  v: jax.Array  # L x B x S x K x H
+  k: jax.Array  # L x B x K x S x H  (layouts in which a decode step's products read the
+  v: jax.Array  # L x B x K x H x S   cache as it is: no transposed copy per step)
   end: jax.Array  # int32 scalar or [B]
   start: jax.Array  # B int32
 
@@ -117,25 +117,41 @@ class RingCache:
   `start[b]` (left padding before it is never seen); its positions are column - start.
   """
 
-  k: jax.Array  # L x B x S x K x H
-  v: jax.Array
+  k: jax.Array  # L x B x K x S x H (the layouts of KVCache)
+  v: jax.Array  # L x B x K x H x S
   pos: jax.Array  # S int32
   start: jax.Array  # B int32
 
-  def advance(self, t, batch: int, window: int | None):
-    """(cache with column t in its slot, the slot, positions [B, 1], mask of what t sees)."""
+  def masks(self, t, batch: int, window: int | None):
+    """(slot of column t, positions [B, 1], what t sees of the cache, and of itself).
+
+    The slot's old column is left out: column t replaces it (after the step)."""
     s = self.pos.shape[0]
     slot = t % s
-    pos = self.pos.at[slot].set(t)
-    kv_idx = jnp.broadcast_to(pos, (batch, s))
-    mask = attn_lib.Mask(
-      kv_segment_ids=(kv_idx >= self.start[:, None]).astype(jnp.int32),
-      q_idx=jnp.full((batch, 1), t, jnp.int32),
-      kv_idx=kv_idx,
-      causal=True,
-      window=window,
+    kv_idx = jnp.broadcast_to(self.pos, (batch, s))
+    seen = (kv_idx >= self.start[:, None]) & (jnp.arange(s) != slot)
+    q_idx = jnp.full((batch, 1), t, jnp.int32)
+    cache_mask = attn_lib.Mask(
+      kv_segment_ids=seen.astype(jnp.int32), q_idx=q_idx, kv_idx=kv_idx, causal=True, window=window
     )
-    return self.replace(pos=pos), slot, _positions(t, self.start, 1), mask
+    return slot, _positions(t, self.start, 1), cache_mask, _own_mask(q_idx, self.start, window)
+
+  def write(self, t, k_LxBx1xKxH, v_LxBx1xKxH) -> RingCache:
+    """Column t's keys/values in its slot, in place."""
+    slot = t % self.pos.shape[0]
+    k, v = _write(self.k, self.v, k_LxBx1xKxH, v_LxBx1xKxH, slot)
+    return self.replace(k=k, v=v, pos=self.pos.at[slot].set(t))
+
+
+def _own_mask(cols_BxT, start_B, window) -> attn_lib.Mask:
+  """What a chunk of new columns sees of itself: causal, window, nothing before the row."""
+  return attn_lib.Mask(
+    kv_segment_ids=(cols_BxT >= start_B[:, None]).astype(jnp.int32),
+    q_idx=cols_BxT,
+    kv_idx=cols_BxT,
+    causal=True,
+    window=window,
+  )
 
 
 def _positions(first_col, start_B, t: int) -> jax.Array:
@@ -144,17 +160,31 @@ def _positions(first_col, start_B, t: int) -> jax.Array:
   return jnp.maximum(cols - start_B[:, None], 0)
 
 
-def _write(cache_BxSxKxH, x_BxTxKxH, at):
-  """Writes x at slot `at` (a scalar: every row; [B]: one slot per row), in place."""
-  x = x_BxTxKxH.astype(cache_BxSxKxH.dtype)
-  if jnp.ndim(at) == 0:
-    return jax.lax.dynamic_update_slice_in_dim(cache_BxSxKxH, x, at, axis=1)
-  row = lambda c, y, i: jax.lax.dynamic_update_slice_in_dim(c, y, i, axis=0)
-  return jax.vmap(row)(cache_BxSxKxH, x, at)
+def _keys(x_LxBxTxKxH):
+  return jnp.swapaxes(x_LxBxTxKxH, 2, 3)  # L x B x K x T x H
 
 
-def _cache_shape(cfg: TransformerConfig, batch: int, size: int) -> tuple[int, ...]:
-  return (cfg.n_layers, batch, size, cfg.num_kv_heads, cfg.head_size)
+def _values(x_LxBxTxKxH):
+  return jnp.transpose(x_LxBxTxKxH, (0, 1, 3, 4, 2))  # L x B x K x H x T
+
+
+def _write(k_cache, v_cache, k_LxBxTxKxH, v_LxBxTxKxH, at):
+  """Writes every layer's chunk at slot `at` (a scalar: every row; [B]: one per row), in place."""
+
+  def put(cache, x, axis):
+    x = x.astype(cache.dtype)
+    if jnp.ndim(at) == 0:
+      return jax.lax.dynamic_update_slice_in_dim(cache, x, at, axis=axis)
+    row = lambda c, y, i: jax.lax.dynamic_update_slice_in_dim(c, y, i, axis=axis - 1)
+    return jax.vmap(row, in_axes=(1, 1, 0), out_axes=1)(cache, x, at)
+
+  return put(k_cache, _keys(k_LxBxTxKxH), 3), put(v_cache, _values(v_LxBxTxKxH), 4)
+
+
+def _cache_shapes(cfg: TransformerConfig, batch: int, size: int):
+  """(keys, values) shapes: L x B x K x S x H and L x B x K x H x S."""
+  lbk = (cfg.n_layers, batch, cfg.num_kv_heads)
+  return lbk + (size, cfg.head_size), lbk + (cfg.head_size, size)
 
 
 class Attention(nnx.Module):
@@ -205,13 +235,15 @@ class Block(nnx.Module):
     x = x + self.attn(self.attn_norm(x), positions, mask)
     return x + self.mlp(self.mlp_norm(x))
 
-  def decode(self, x, positions, mask, k_cache, v_cache, write_at):
-    """One decoding chunk: writes this chunk's k/v at slot `write_at`, attends to the cache."""
+  def decode(self, x, positions, cache_mask, own_mask, k_cache, v_cache):
+    """A chunk continuing a cached prefix: (x, this chunk's k, v) for the caller to store.
+
+    Attends to the read-only cache and to the chunk itself (`cached_attention`:
+    XLA, whatever `attention_impl`; a decode step only reads the cache)."""
     q, k, v = self.attn.qkv(self.attn_norm(x), positions)
-    k_cache, v_cache = _write(k_cache, k, write_at), _write(v_cache, v, write_at)
-    out = attn_lib.attention(q, k_cache, v_cache, mask, impl=self.cfg.attention_impl)
+    out = attn_lib.cached_attention(q, k_cache, v_cache, cache_mask, k, v, own_mask)
     x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
-    return x + self.mlp(self.mlp_norm(x)), k_cache, v_cache
+    return x + self.mlp(self.mlp_norm(x)), k, v
 
   def prefill(self, x, positions, mask):
     """`__call__` that also returns this layer's keys and values (to fill a cache)."""
@@ -238,20 +270,27 @@ def apply_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *, 
 
 
 def decode_blocks(
-  blocks: Block, x_BxTxD, positions_BxT, mask, k_LxBxSxKxH, v_LxBxSxKxH, write_at, *, emit=False
+  blocks: Block,
+  x_BxTxD,
+  positions_BxT,
+  cache_mask,
+  own_mask,
+  k_LxBxKxSxH,
+  v_LxBxKxSxH,
+  *,
+  emit=False,
 ):
-  """(x, k, v, every layer's output or None): one chunk through the stack and its caches.
+  """(x, the chunk's k, v [L, B, T, K, H], every layer's output or None): one chunk through
+  the stack, each layer reading its slice of the caches (left unchanged: callers write k/v)."""
 
-  Each layer's cache slice is a scanned input and its update a scanned output.
-  """
-
-  def body(block, x, kv):
-    x, k, v = block.decode(x, positions_BxT, mask, *kv, write_at)
+  def body(block, x, i):
+    k_i = jax.lax.dynamic_index_in_dim(k_LxBxKxSxH, i, 0, keepdims=False)
+    v_i = jax.lax.dynamic_index_in_dim(v_LxBxKxSxH, i, 0, keepdims=False)
+    x, k, v = block.decode(x, positions_BxT, cache_mask, own_mask, k_i, v_i)
     return x, (k, v, x if emit else None)
 
-  x, (k, v, outs) = stack.run(
-    blocks, body, x_BxTxD, (k_LxBxSxKxH, v_LxBxSxKxH), scan=blocks.cfg.scan_layers
-  )
+  layers = jnp.arange(k_LxBxKxSxH.shape[0])
+  x, (k, v, outs) = stack.run(blocks, body, x_BxTxD, layers, scan=blocks.cfg.scan_layers)
   return x, k, v, outs
 
 
@@ -272,41 +311,42 @@ def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
 
   Every row writes columns end .. end + t - 1 (its own `end` when it is [B])."""
   b, t, _ = x_BxTxD.shape
-  s = cache.k.shape[2]
+  s = cache.k.shape[3]
   end_Bx1 = jnp.broadcast_to(jnp.reshape(cache.end, (-1, 1)), (b, 1))
   cols = end_Bx1 + jnp.arange(t, dtype=jnp.int32)
   kv_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-  mask = attn_lib.Mask(
-    kv_segment_ids=((kv_idx >= cache.start[:, None]) & (kv_idx < end_Bx1 + t)).astype(jnp.int32),
+  cache_mask = attn_lib.Mask(
+    kv_segment_ids=((kv_idx >= cache.start[:, None]) & (kv_idx < end_Bx1)).astype(jnp.int32),
     q_idx=cols,
     kv_idx=kv_idx,
     causal=True,
     window=window,
   )
+  own_mask = _own_mask(cols, cache.start, window)
   positions = _positions(cache.end, cache.start, t)
-  x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, mask, cache.k, cache.v, cache.end)
+  x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, cache_mask, own_mask, cache.k, cache.v)
+  k, v = _write(cache.k, cache.v, k, v, cache.end)
   return x, cache.replace(k=k, v=v, end=cache.end + t)
 
 
 def decode_with_ring(blocks: Block, x_Bx1xD, t, cache: RingCache, *, window=None, emit=False):
   """The stack on the one column `t`, ring cache: (x, cache, every layer's output or None)."""
-  cache, slot, positions, mask = cache.advance(t, x_Bx1xD.shape[0], window)
-  x, k, v, outs = decode_blocks(blocks, x_Bx1xD, positions, mask, cache.k, cache.v, slot, emit=emit)
-  return x, cache.replace(k=k, v=v), outs
+  _, positions, cache_mask, own_mask = cache.masks(t, x_Bx1xD.shape[0], window)
+  x, k, v, outs = decode_blocks(
+    blocks, x_Bx1xD, positions, cache_mask, own_mask, cache.k, cache.v, emit=emit
+  )
+  return x, cache.write(t, k, v), outs
 
 
 def init_kv_cache(cfg: TransformerConfig, batch: int, max_len: int, dtype=None) -> KVCache:
   dtype = dtype or DTYPES[cfg.dtype]
-  shape = _cache_shape(cfg, batch, max_len)
-  zeros = jnp.zeros(shape, dtype)
-  return KVCache(zeros, zeros, jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32))
+  k, v = (jnp.zeros(shape, dtype) for shape in _cache_shapes(cfg, batch, max_len))
+  return KVCache(k, v, jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32))
 
 
 def init_ring_cache(cfg: TransformerConfig, batch: int, size: int) -> RingCache:
-  shape = _cache_shape(cfg, batch, size)
-  zeros = jnp.zeros(shape, DTYPES[cfg.dtype])
-  empty = jnp.full((size,), -1, jnp.int32)
-  return RingCache(zeros, zeros, empty, jnp.zeros((batch,), jnp.int32))
+  k, v = (jnp.zeros(shape, DTYPES[cfg.dtype]) for shape in _cache_shapes(cfg, batch, size))
+  return RingCache(k, v, jnp.full((size,), -1, jnp.int32), jnp.zeros((batch,), jnp.int32))
 
 
 def left_padded(start_B, t: int) -> tuple[jax.Array, jax.Array]:
@@ -321,10 +361,9 @@ def kv_cache_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> KVCac
   t = k_LxBxTxKxH.shape[2]
   if t > size:
     raise ValueError(f"a prompt of {t} columns does not fit a cache of max_len={size}")
-  pad = ((0, 0), (0, 0), (0, size - t), (0, 0), (0, 0))
-  return KVCache(
-    jnp.pad(k_LxBxTxKxH, pad), jnp.pad(v_LxBxTxKxH, pad), jnp.asarray(t, jnp.int32), start_B
-  )
+  k = jnp.pad(_keys(k_LxBxTxKxH), ((0, 0), (0, 0), (0, 0), (0, size - t), (0, 0)))
+  v = jnp.pad(_values(v_LxBxTxKxH), ((0, 0), (0, 0), (0, 0), (0, 0), (0, size - t)))
+  return KVCache(k, v, jnp.asarray(t, jnp.int32), start_B)
 
 
 def ring_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> RingCache:
@@ -334,10 +373,12 @@ def ring_from_prefill(k_LxBxTxKxH, v_LxBxTxKxH, start_B, size: int) -> RingCache
   slots = np.arange(size)
   cols = slots + size * ((t - 1 - slots) // size)  # latest column c < t with c % size == slot
   cols = np.where(slots < t, cols, -1)
-  take = lambda a: jnp.where(
-    jnp.asarray(cols >= 0)[:, None, None], jnp.take(a, np.maximum(cols, 0), axis=2), 0
-  ).astype(a.dtype)
-  return RingCache(take(k_LxBxTxKxH), take(v_LxBxTxKxH), jnp.asarray(cols, jnp.int32), start_B)
+  idx, filled = np.maximum(cols, 0), jnp.asarray(cols >= 0)
+  k = jnp.where(filled[:, None], jnp.take(_keys(k_LxBxTxKxH), idx, axis=3), 0)
+  v = jnp.where(filled, jnp.take(_values(v_LxBxTxKxH), idx, axis=4), 0)
+  return RingCache(
+    k.astype(k_LxBxTxKxH.dtype), v.astype(v_LxBxTxKxH.dtype), jnp.asarray(cols, jnp.int32), start_B
+  )
 
 
 class Transformer(nnx.Module):

@@ -89,3 +89,42 @@ def _attention_xla_chunked(q, k, v, mask: Mask, scale: float) -> jax.Array:
     )
     outs.append(_attention_xla(q[:, q0:q1], k[:, k0:q1], v[:, k0:q1], sub, scale))
   return jnp.concatenate(outs, axis=1)
+
+
+def cached_attention(
+  q_BxTxNxH: jax.Array,
+  k_cache_BxKxSxH: jax.Array,
+  v_cache_BxKxHxS: jax.Array,
+  cache_mask: Mask,
+  k_new_BxTxKxH: jax.Array,
+  v_new_BxTxKxH: jax.Array,
+  new_mask: Mask,
+  *,
+  scale: float | None = None,
+) -> jax.Array:
+  """Decoding: a chunk of T queries attends to a read-only cache and to the chunk's own keys.
+
+  Equal to writing the chunk into the cache and attending to it, without the
+  write: the caller stores the chunk's keys/values afterwards, in place, so a
+  step reads the cache once and copies nothing of it. Keys are laid out
+  [B, K, S, H] and values [B, K, H, S]: both products are then batched matmuls
+  contracting the cache's minor axis, with no transposed copy of the cache. `cache_mask` says which
+  slots each query sees, `new_mask` which of the chunk's keys (causal, window).
+  """
+  b, t, n, h = q_BxTxNxH.shape
+  kv, s = k_cache_BxKxSxH.shape[1:3]
+  scale = h**-0.5 if scale is None else scale
+  q = (q_BxTxNxH * jnp.asarray(scale, q_BxTxNxH.dtype)).reshape(b, t, kv, n // kv, h)
+  f32 = jnp.float32
+  cache = jnp.einsum("btkgh,bksh->bkgts", q, k_cache_BxKxSxH, preferred_element_type=f32)
+  own = jnp.einsum("btkgh,bjkh->bkgtj", q, k_new_BxTxKxH, preferred_element_type=f32)
+  logits = jnp.concatenate([cache, own], axis=-1)  # B x K x G x T x (S + T): scores, not caches
+  ok = jnp.concatenate([cache_mask.dense(b, t, s), new_mask.dense(b, t, t)], axis=-1)
+  ok = ok[:, None, None]
+  probs = jax.nn.softmax(jnp.where(ok, logits, jnp.finfo(f32).min), axis=-1)
+  probs = jnp.where(jnp.any(ok, axis=-1, keepdims=True), probs, 0.0)  # sees nothing: zeros
+  dtype = v_cache_BxKxHxS.dtype
+  p_cache, p_own = probs[..., :s].astype(dtype), probs[..., s:].astype(dtype)
+  out = jnp.einsum("bkgts,bkhs->btkgh", p_cache, v_cache_BxKxHxS, preferred_element_type=f32)
+  out = out + jnp.einsum("bkgtj,bjkh->btkgh", p_own, v_new_BxTxKxH, preferred_element_type=f32)
+  return out.reshape(b, t, n, h).astype(dtype)

@@ -132,7 +132,7 @@ def _assert_caches_equal(a, b):
     np.testing.assert_allclose(x[:, :, :n], y[:, :, :n], atol=2e-4)
   end = int(sa.lat_cache.end[0])
   assert end == int(sb.lat_cache.end[0]) and end > 2  # some patches closed in the prompt
-  np.testing.assert_allclose(sa.lat_cache.k[:, :, :end], sb.lat_cache.k[:, :, :end], atol=2e-4)
+  np.testing.assert_allclose(sa.lat_cache.k[..., :end, :], sb.lat_cache.k[..., :end, :], atol=2e-4)
   np.testing.assert_allclose(sa.dec_kv[0], sb.dec_kv[0], atol=2e-4)
   np.testing.assert_array_equal(sa.has_latent_B, sb.has_latent_B)
   if sa.history_BxW is not None:

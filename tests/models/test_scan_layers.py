@@ -78,7 +78,7 @@ def test_transformer_kv_cache_decoding_scanned_equals_unrolled():
     outs.append((np.concatenate(steps, 1), cache))
   (a, cache_a), (b, cache_b) = outs
   np.testing.assert_allclose(a, b, atol=1e-5)
-  assert cache_a.k.shape == (3, 2, 12, 2, 8)  # one cache per layer, scanned with the layers
+  assert cache_a.k.shape == (3, 2, 2, 12, 8)  # one cache per layer, scanned with the layers
   np.testing.assert_allclose(cache_a.k, cache_b.k, atol=1e-6)
 
 
