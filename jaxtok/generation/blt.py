@@ -167,16 +167,25 @@ class BLTDecoder:
     )
 
   def _close(self, model: BLT, st: BLTCaches, close_B) -> BLTCaches:
-    """Rows in close_B: their open patch -> latent step -> the decoder's cross-attention k/v."""
+    """Rows in close_B: their open patch -> latent step -> the decoder's cross-attention k/v.
 
-    def run(st: BLTCaches) -> BLTCaches:
+    Only the small results come out of the branch (skipped when no row closes); the
+    latent cache is written after it, in place: every row at its `end`, which moves
+    only in closing rows (the others' slot is rewritten when their patch closes)."""
+
+    def run():
       h = model.patch_vector(st.pool_BxD, *st.patch_kv, st.patch_len_B)
-      g, lat = model.latent_step(h, st.lat_cache)
-      lat = lat.replace(end=st.lat_cache.end + close_B.astype(jnp.int32))
-      dec_kv = _select_rows(close_B, model.decoder_kv(g), st.dec_kv)
-      return st.replace(lat_cache=lat, dec_kv=dec_kv, has_latent_B=st.has_latent_B | close_B)
+      g, k, v = model.latent_step(h, st.lat_cache)
+      return model.decoder_kv(g), k, v
 
-    return jax.lax.cond(jnp.any(close_B), run, lambda s: s, st)
+    shapes = jax.eval_shape(run)
+    skip = lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    dec_kv, k, v = jax.lax.cond(jnp.any(close_B), run, skip)
+    return st.replace(
+      lat_cache=st.lat_cache.append(k, v, close_B),
+      dec_kv=_select_rows(close_B, dec_kv, st.dec_kv),
+      has_latent_B=st.has_latent_B | close_B,
+    )
 
   def step(self, params, st: BLTCaches, ids_B):
     """Feeds one byte per row at column `st.col`: (caches, logits [B, 260] of the next byte)."""

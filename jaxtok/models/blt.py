@@ -50,7 +50,7 @@ from jaxtok.models.transformer import (
   RingCache,
   TransformerConfig,
   apply_blocks,
-  decode_with_cache,
+  attend_cache,
   decode_with_ring,
   init_kv_cache,
   init_ring_cache,
@@ -352,10 +352,11 @@ class LatentTransformer(nnx.Module):
     cache = init_kv_cache(self.cfg, batch, max_patches)
     return cache.replace(end=jnp.zeros((batch,), jnp.int32))
 
-  def decode(self, h_Bx1xD, cache: KVCache) -> tuple[jax.Array, KVCache]:
-    """The next patch of every row, continuing its cached ones (one document per row)."""
-    h, cache = decode_with_cache(self.blocks, h_Bx1xD, cache)
-    return self.final_norm(h), cache
+  def step(self, h_Bx1xD, cache: KVCache):
+    """The next patch of every row after its cached ones (one document per row), without
+    writing: (latent [B, 1, D], the patch's k, v [L, B, 1, K, H] for `KVCache.append`)."""
+    h, k, v = attend_cache(self.blocks, h_Bx1xD, cache)
+    return self.final_norm(h), k, v
 
 
 class LocalDecoder(nnx.Module):
@@ -460,6 +461,7 @@ class LocalDecoder(nnx.Module):
     gate = jnp.reshape(has_latent, (-1, 1, 1))  # a scalar or one flag per row
     layers = jnp.arange(cache.k.shape[0])
     x, (k, v) = self._layers(x_Bx1xD, kv, cross_mask, block_fn, layers, gate=gate)
+    x, k, v = jax.lax.optimization_barrier((x, k, v))  # write after every read (decode_blocks)
     return self.logits(x), cache.write(t, k, v)
 
   def logits(self, x_BxTxD):
@@ -486,7 +488,8 @@ class BLT(nnx.Module):
   (`train.patch_level`) and by generation (`jaxtok.generate`):
     whole rows:  embed -> encode -> latent_states -> decode
     cached, one byte at a time:  embed -> encode_step -> patch_byte_kv, and when a
-      patch closes patch_vector -> latent_step -> decoder_kv; then decode_step;
+      patch closes patch_vector -> latent_step (+ KVCache.append) -> decoder_kv; then
+      decode_step;
     a prompt at once (filling those caches):  prefill.
   Every stack of layers is scanned (`jaxtok.nn.stack`), or unrolled with `cfg.scan_layers=False`.
   """
@@ -564,9 +567,9 @@ class BLT(nnx.Module):
     return self._project(self.encoder.patch_from_kv(pooled_BxD, k_CxBxLxNxH, v_CxBxLxNxH, length_B))
 
   def latent_step(self, h_Bx1xDg, cache: KVCache):
-    """The latent of each row's next patch, written at its own column `cache.end[b]`:
-    ([B, 1, d_global], cache with end + 1; callers keep `end` of rows whose patch did not close)."""
-    return self.latent.decode(h_Bx1xDg, cache)
+    """The latent of each row's next patch after its cached ones: ([B, 1, d_global], the
+    patch's keys and values, which `cache.append(k, v, closed_B)` stores)."""
+    return self.latent.step(h_Bx1xDg, cache)
 
   def decoder_kv(self, g_Bx1xDg):
     """The decoder's cross-attention keys and values of one latent (C x B x k x N x H each)."""

@@ -108,6 +108,14 @@ class KVCache:
   end: jax.Array  # int32 scalar or [B]
   start: jax.Array  # B int32
 
+  def append(self, k_LxBxTxKxH, v_LxBxTxKxH, advance_B=None) -> KVCache:
+    """A chunk's keys/values written at `end`, in place; `end` moves past them, or, with
+    `advance_B`, only in those rows (the others' write is garbage beyond their end)."""
+    k, v = _write(self.k, self.v, k_LxBxTxKxH, v_LxBxTxKxH, self.end)
+    t = k_LxBxTxKxH.shape[2]
+    step = t if advance_B is None else t * advance_B.astype(jnp.int32)
+    return self.replace(k=k, v=v, end=self.end + step)
+
 
 @struct.dataclass
 class RingCache:
@@ -170,15 +178,17 @@ def _values(x_LxBxTxKxH):
 
 def _write(k_cache, v_cache, k_LxBxTxKxH, v_LxBxTxKxH, at):
   """Writes every layer's chunk at slot `at` (a scalar: every row; [B]: one per row), in place."""
-
-  def put(cache, x, axis):
-    x = x.astype(cache.dtype)
-    if jnp.ndim(at) == 0:
-      return jax.lax.dynamic_update_slice_in_dim(cache, x, at, axis=axis)
-    row = lambda c, y, i: jax.lax.dynamic_update_slice_in_dim(c, y, i, axis=axis - 1)
-    return jax.vmap(row, in_axes=(1, 1, 0), out_axes=1)(cache, x, at)
-
-  return put(k_cache, _keys(k_LxBxTxKxH), 3), put(v_cache, _values(v_LxBxTxKxH), 4)
+  k, v = _keys(k_LxBxTxKxH).astype(k_cache.dtype), _values(v_LxBxTxKxH).astype(v_cache.dtype)
+  if jnp.ndim(at) == 0:
+    k_cache = jax.lax.dynamic_update_slice_in_dim(k_cache, k, at, axis=3)
+    return k_cache, jax.lax.dynamic_update_slice_in_dim(v_cache, v, at, axis=4)
+  # One scatter per column of the chunk; indices on the batch and slot axes only, so the
+  # caches are updated where they lie (a vmap over rows would move the batch axis first).
+  rows = jnp.arange(at.shape[0])
+  for j in range(k.shape[3]):
+    k_cache = k_cache.at[:, rows, :, at + j].set(jnp.moveaxis(k[:, :, :, j], 1, 0))
+    v_cache = v_cache.at[:, rows, :, :, at + j].set(jnp.moveaxis(v[..., j], 1, 0))
+  return k_cache, v_cache
 
 
 def _cache_shapes(cfg: TransformerConfig, batch: int, size: int):
@@ -291,7 +301,9 @@ def decode_blocks(
 
   layers = jnp.arange(k_LxBxKxSxH.shape[0])
   x, (k, v, outs) = stack.run(blocks, body, x_BxTxD, layers, scan=blocks.cfg.scan_layers)
-  return x, k, v, outs
+  # The caller's in-place write of k/v must follow every read of the caches: tie k/v to
+  # the stack's output (which needs those reads), else XLA may copy a cache to write early.
+  return jax.lax.optimization_barrier((x, k, v, outs))
 
 
 def prefill_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *, emit=False):
@@ -306,10 +318,11 @@ def prefill_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *
   return x, k, v, outs
 
 
-def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
-  """The stack on a chunk continuing the cached prefix (one document per row): (x, cache).
+def attend_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
+  """The stack on a chunk continuing the cached prefix (one document per row), without
+  writing it: (x, the chunk's k, v [L, B, T, K, H]) for `KVCache.append`.
 
-  Every row writes columns end .. end + t - 1 (its own `end` when it is [B])."""
+  Row b's chunk is columns end .. end + t - 1 (its own `end` when it is [B])."""
   b, t, _ = x_BxTxD.shape
   s = cache.k.shape[3]
   end_Bx1 = jnp.broadcast_to(jnp.reshape(cache.end, (-1, 1)), (b, 1))
@@ -325,8 +338,13 @@ def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
   own_mask = _own_mask(cols, cache.start, window)
   positions = _positions(cache.end, cache.start, t)
   x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, cache_mask, own_mask, cache.k, cache.v)
-  k, v = _write(cache.k, cache.v, k, v, cache.end)
-  return x, cache.replace(k=k, v=v, end=cache.end + t)
+  return x, k, v
+
+
+def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
+  """The stack on a chunk continuing the cached prefix, written into the cache: (x, cache)."""
+  x, k, v = attend_cache(blocks, x_BxTxD, cache, window=window)
+  return x, cache.append(k, v)
 
 
 def decode_with_ring(blocks: Block, x_Bx1xD, t, cache: RingCache, *, window=None, emit=False):
