@@ -80,9 +80,10 @@ class BLTCaches:
 
 
 def _write_rows(buf_CxBxLxNxH, x_CxBx1xNxH, at_B):
-  """Writes row b's x at slot at_B[b] of the patch buffer."""
-  row = lambda buf, x, i: jax.lax.dynamic_update_slice_in_dim(buf, x, i, axis=1)
-  return jax.vmap(row, in_axes=(1, 1, 0), out_axes=1)(buf_CxBxLxNxH, x_CxBx1xNxH, at_B)
+  """Writes row b's x at slot at_B[b] of the patch buffer, in place (a scatter on the
+  batch and slot axes; a vmap over rows would move the batch axis first, copying)."""
+  rows = jnp.arange(at_B.shape[0])
+  return buf_CxBxLxNxH.at[:, rows, at_B].set(x_CxBx1xNxH[:, :, 0].astype(buf_CxBxLxNxH.dtype))
 
 
 def _select_rows(flag_B, new, old):
@@ -269,11 +270,10 @@ class BLTDecoder:
         vocab=cfg.hash_vocab,
       )
     p_slots = sizes.latent - (sizes.columns - t)  # the prompt's patch slots
+    lookahead = not self.patcher.needs_byte  # starts_BxN has the next byte's column too
     out = model.prefill(
       ids_BxT,
-      patch_starts=starts_BxN
-      if starts_BxN.shape[1] == t + 1
-      else jnp.pad(starts_BxN, ((0, 0), (0, 1))),
+      patch_starts=starts_BxN if lookahead else jnp.pad(starts_BxN, ((0, 0), (0, 1))),
       hash_ids=hashes,
       segment_ids=seg,
       positions=positions,
@@ -300,7 +300,7 @@ class BLTDecoder:
     st = BLTCaches(
       col=jnp.asarray(t, jnp.int32),
       patcher=ps,
-      next_start_B=starts_BxN[:, -1] if starts_BxN.shape[1] == t + 1 else jnp.ones((b,), bool),
+      next_start_B=starts_BxN[:, -1] if lookahead else jnp.ones((b,), bool),  # space: unused
       em_cache=em_cache,
       enc_cache=ring_from_prefill(*out.enc_kv, start_B, ring),
       dec_cache=ring_from_prefill(*out.dec_kv, start_B, ring),
