@@ -275,7 +275,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     return evaluate(eval_step, params_now, frozen, val_batches, to_dev)
 
   train_step = phase_step()
-  eval_step = make_eval_step(graphdef, task.loss_fn)
+  eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
 
