@@ -19,8 +19,10 @@ Rows that see nothing (empty or padding patches, bytes without a latent yet)
 get zeros from `attention`, never NaN.
 
 Deliberate differences from the reference implementation (facebookresearch/blt):
-* Patch layouts have a static patch count per row (`max_patches`); bytes beyond
-  it are predicted by the local models alone and counted as overflow.
+* Patch layouts have a static patch count per row (`max_patches`); in training,
+  bytes beyond it are predicted by the local models alone and counted as
+  overflow; evaluation (`blt_eval_loss`) has a slot per byte, so nothing overflows.
+* Packed rows: the latent's positions restart at each document's first patch.
 * Space patching: byte t reads the latent of the patch *before its own*. The
   reference shifts patch ids by one for every scheme, which for space patches
   tells byte t whether byte t+1 is a boundary (the label leaks); entropy and
@@ -449,8 +451,13 @@ class BLT(nnx.Module):
     return x_BxTxD, self._project(patches)
 
   def latent_states(self, h_BxPxDg, segment_ids_BxP) -> jax.Array:
-    """The latent transformer over patch vectors (documents = segment ids): [B, P, d_global]."""
-    return self.latent(h_BxPxDg, segment_ids_BxP=segment_ids_BxP)
+    """The latent transformer over patch vectors (documents = segment ids): [B, P, d_global].
+
+    Positions restart at every document's first patch (as in cached generation), so a
+    document's latents do not depend on what is packed before it in the row.
+    """
+    positions_BxP = patching.segment_positions(segment_ids_BxP)
+    return self.latent(h_BxPxDg, segment_ids_BxP=segment_ids_BxP, positions_BxP=positions_BxP)
 
   def decode(self, x_BxTxD, g_BxPxDg, lay, *, segment_ids_BxT, positions_BxT) -> jax.Array:
     """Next-byte logits [B, T, 260] from byte states and latents (`lay` says who reads what)."""
@@ -603,17 +610,32 @@ def flops_by_part(flops: Flops) -> dict[str, float]:
 # --- loss ----------------------------------------------------------------------------------------
 
 
-def blt_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow)."""
+def blt_loss(
+  model: BLT, batch: dict[str, jax.Array], *, max_patches: int | None = None
+) -> dict[str, jax.Array]:
+  """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow).
+
+  `max_patches` overrides the model's patch slots; "overflow_sum" always counts the
+  bytes that the model's own slots (`cfg.max_patches`) leave without a patch, so it
+  reports training's overflow also where the loss runs with more slots.
+  """
   logits, lay = model.forward(
     batch["inputs"],
     patch_starts=batch["patch_starts"],
     hash_ids=batch.get("hash_ids"),
     segment_ids=batch["segment_ids"],
     positions=batch["positions"],
+    max_patches=max_patches,
   )
   sums = token_ce_sums(logits, batch["targets"])
   sums["patches"] = jnp.sum(lay.lengths_BxP > 0).astype(jnp.float32)
   sums["patch_bytes"] = jnp.sum(lay.lengths_BxP).astype(jnp.float32)
-  sums["overflow_bytes"] = jnp.sum(lay.overflow_B).astype(jnp.float32)
+  overflow = (batch["segment_ids"] > 0) & (lay.patch_ids_BxT >= model.cfg.max_patches)
+  sums["overflow_sum"] = jnp.sum(overflow).astype(jnp.float32)  # logged per step as "overflow"
   return sums
+
+
+def blt_eval_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """`blt_loss` with a patch slot per byte of the row: no byte overflows, so a
+  document's predictions do not depend on the documents packed before it."""
+  return blt_loss(model, batch, max_patches=batch["inputs"].shape[1])
