@@ -35,6 +35,7 @@ class TransformerConfig(Section):
   n_heads: int = 4
   n_kv_heads: int | None = None  # None: = n_heads (plain multi-head attention)
   head_dim: int | None = None  # None: d_model // n_heads
+  qkv_bias: bool = False  # biases on the query/key/value projections (Qwen2)
   mlp_dim: int | None = None  # None: Llama sizing from d_model
   rope_theta: float = 10000.0
   rope_layout: str = "interleaved"  # "interleaved" (GPT-J/BLT/GGUF) or "half" (HF Llama)
@@ -137,9 +138,10 @@ class Attention(nnx.Module):
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     d, n, kv, h = cfg.d_model, cfg.n_heads, cfg.num_kv_heads, cfg.head_size
     kw = dict(rngs=rngs, dtype=DTYPES[cfg.dtype], param_dtype=DTYPES[cfg.param_dtype])
-    self.wq = Linear(d, n * h, ("embed", "heads"), **kw)
-    self.wk = Linear(d, kv * h, ("embed", "kv_heads"), **kw)
-    self.wv = Linear(d, kv * h, ("embed", "kv_heads"), **kw)
+    b = cfg.qkv_bias
+    self.wq = Linear(d, n * h, ("embed", "heads"), bias=b, **kw)
+    self.wk = Linear(d, kv * h, ("embed", "kv_heads"), bias=b, **kw)
+    self.wv = Linear(d, kv * h, ("embed", "kv_heads"), bias=b, **kw)
     out_std = (n * h) ** -0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
     self.wo = Linear(n * h, d, ("heads", "embed"), init=nnx.initializers.normal(out_std), **kw)
     self.cfg = cfg
