@@ -1,16 +1,23 @@
 """A BLT in the Hugging Face layout, imported into jaxtok, against transformers' BltForCausalLM:
 same entropies and patches, same logits, same greedy bytes."""
 
-import jax
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 from conftest import TEXT, blt_config, save_blt
+from flax import nnx
+from transformers import BltForCausalLM
 
 from jaxtok import generate, patching
 from jaxtok.data import codec, hashing
-from jaxtok.models import hf
+from jaxtok.models import hf, reference
+from jaxtok.models.blt import BLT, BLTConfig
+from jaxtok.models.entropy_model import EntropyModel
+from jaxtok.models.transformer import Transformer, TransformerConfig
+from jaxtok.patching import PatchingConfig
 from jaxtok.patching.entropy import per_byte_entropies
 
 CONFIGS = {
@@ -135,3 +142,62 @@ def test_greedy_generation_equals_transformers(pair):
       pad_token_id=codec.EOS_ID,
     )[0, len(ids) :].numpy()
   assert got == codec.decode(out[out != codec.EOS_ID])
+
+
+def test_jaxtok_blt_exports_to_transformers_with_the_same_patches_and_logits(tmp_path):
+  cfg = BLTConfig(
+    d_local=32,
+    d_global=48,
+    n_layers_encoder=1,
+    n_layers_global=2,
+    n_layers_decoder=2,
+    n_heads_local=4,
+    n_heads_global=4,
+    cross_attn_heads=4,
+    cross_attn_all_layers_decoder=True,
+    hash_vocab=61,
+    hash_ngram_sizes=(2, 3),
+    local_window=12,
+    max_patches=96,
+    lookahead=True,
+    rope_theta=5e4,
+    **reference.model_settings(),
+  )
+  model = BLT(cfg, rngs=nnx.Rngs(3))
+  em_cfg = TransformerConfig(d_model=32, n_layers=2, n_heads=4, mlp_dim=64, sliding_window=16)
+  em_model = Transformer(em_cfg, rngs=nnx.Rngs(4))
+  head = em_model.head.kernel
+  head.set_value(head[...] * 30.0)  # peaked predictions: entropies vary
+  em = EntropyModel(em_model, seq_len=64)
+  ids = codec.encode(TEXT, add_eos=False)
+  e = np.sort(em.next_entropies(ids[None])[0, 1:])
+  k = len(e) // 3 + int(np.argmax(np.diff(e[len(e) // 3 : 2 * len(e) // 3])))
+  pcfg = PatchingConfig(
+    scheme="entropy", threshold=float((e[k] + e[k + 1]) / 2), entropy_model_workdir="-"
+  )
+  out = hf.save_blt(model, pcfg, em, str(tmp_path / "blt"))
+  ref = BltForCausalLM.from_pretrained(out).eval()
+  loaded = hf.Loaded("blt", model, out, {}, patching=pcfg, entropy_model=em)
+  lengths, logits = jaxtok_forward(loaded, ids)
+  x = torch.tensor(ids[None], dtype=torch.long)
+  with torch.no_grad():
+    c = ref.config
+    _, ref_lengths, _ = ref.model.patcher(x, patch_size=4, threshold=c.patching_threshold)
+    want = ref(x, use_cache=False).logits[0].numpy()
+  ref_lengths = ref_lengths[0].numpy()
+  assert lengths.tolist() == ref_lengths[ref_lengths > 0].tolist()
+  assert 4 < len(lengths) < len(ids) - 4
+  np.testing.assert_allclose(logits, want, atol=1e-4, rtol=0)
+
+
+def test_export_refuses_what_transformers_would_compute_differently(tmp_path):
+  cfg = BLTConfig(d_local=32, d_global=64, n_heads_local=4, cross_attn_heads=4, hash_vocab=0)
+  pcfg = PatchingConfig(scheme="static", patch_size=1)
+  with pytest.raises(hf.HFError, match="cross_attn_double_residual.*latent_final_norm"):
+    hf.save_blt(BLT(cfg, rngs=nnx.Rngs(0)), pcfg, None, str(tmp_path / "out"))
+  ok = dataclasses.replace(cfg, **reference.model_settings())
+  with pytest.raises(hf.HFError, match="patching.scheme='space'"):
+    hf.save_blt(
+      BLT(ok, rngs=nnx.Rngs(0)), PatchingConfig(scheme="space"), None, str(tmp_path / "o")
+    )
+  assert not list(tmp_path.iterdir())  # nothing written, not even a temporary directory
