@@ -21,10 +21,11 @@ get zeros from `attention`, never NaN.
 Deliberate differences from the reference implementation (facebookresearch/blt):
 * Patch layouts have a static patch count per row (`max_patches`); bytes beyond
   it are predicted by the local models alone and counted as overflow.
-* Space patching: byte t reads the latent of the patch *before its own*. The
-  reference shifts patch ids by one for every scheme, which for space patches
-  tells byte t whether byte t+1 is a boundary (the label leaks); entropy and
-  static patches keep the reference alignment (patch before byte t+1's).
+* Space patching with jaxtok's earlier rule (`patching.space_rule="start"`: a
+  space-like byte starts a patch) reads, for byte t, the latent of the patch
+  *before its own*: that boundary depends on byte t+1, which the reference
+  alignment would leak. The reference rule ("end", the default) and entropy and
+  static patches keep the reference alignment (the patch before byte t+1's).
 * Hash n-gram windows and patches never cross document boundaries in packed rows.
 * No BOE padding tokens; positions 0 and 1 of every document piece start patches
   (so the BOS byte is a patch of its own), whatever the scheme.
