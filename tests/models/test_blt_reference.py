@@ -2,13 +2,15 @@
 (The 2x + O residual and the missing latent norm are checked against transformers in
 tests/models/hf/test_hf_blt.py.)"""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtok.models import reference
+from jaxtok.models import reference, workdir
 from jaxtok.models.blt import BLT, BLTConfig
 
 SMALL = dict(
@@ -114,3 +116,14 @@ def test_cached_generation_refuses_windows():
   model = BLT(BLTConfig(**SMALL, cross_attn_window_decoder=2), rngs=nnx.Rngs(0))
   with pytest.raises(NotImplementedError, match="generate_blt_uncached"):
     jax.eval_shape(lambda: model.init_caches(1, 8, 8))
+
+
+def test_space_workdirs_from_before_the_reference_rule_keep_their_rule(tmp_path):
+  old = {"model": {"name": "blt"}, "patching": {"scheme": "space"}, "data": {"seq_len": 64}}
+  new = {**old, "patching": {"scheme": "space", "space_rule": "end"}}
+  for name, config in (("old", old), ("new", new)):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "config.json").write_text(json.dumps(config))
+  assert workdir.load_config(str(tmp_path / "old")).patching.space_rule == "start"
+  assert workdir.model_config(workdir.load_config(str(tmp_path / "old"))).lookahead is False
+  assert workdir.load_config(str(tmp_path / "new")).patching.space_rule == "end"

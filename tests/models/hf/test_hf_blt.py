@@ -2,7 +2,9 @@
 same entropies and patches, same logits, same greedy bytes."""
 
 import dataclasses
+import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,16 +70,22 @@ def jaxtok_forward(loaded, ids):
   h = per_byte_entropies(em.next_entropies(ids[None]))  # [1, T+1]
   ids_n = np.concatenate([ids, [codec.PAD_ID]])[None]
   pos, seg = np.arange(t + 1)[None], np.ones((1, t + 1), np.int32)
-  starts = patching.patch_starts(pcfg, jnp.asarray(ids_n), pos, seg, jnp.asarray(h))
+  starts = jax.jit(patching.patch_starts, static_argnums=0)(pcfg, ids_n, pos, seg, h)
   c = m.cfg
   hash_ids = hashing.hash_ids(
     ids[None], ngram_sizes=c.hash_ngram_sizes, n_hash_functions=c.hash_functions, vocab=c.hash_vocab
   )
-  logits, lay = m.forward(
-    jnp.asarray(ids[None]), patch_starts=starts, hash_ids=jnp.asarray(hash_ids), max_patches=t
-  )
-  lengths = np.asarray(lay.lengths_BxP)[0]
+  graphdef, params = nnx.split(m)
+  logits, lengths = _forward(graphdef, params, jnp.asarray(ids[None]), starts, hash_ids)
+  lengths = np.asarray(lengths)[0]
   return lengths[lengths > 0], np.asarray(logits)[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, params, ids, starts, hash_ids):
+  m = nnx.merge(graphdef, params)
+  logits, lay = m.forward(ids, patch_starts=starts, hash_ids=hash_ids, max_patches=ids.shape[1])
+  return logits, lay.lengths_BxP
 
 
 def test_config_maps_to_the_reference_switches(pair):
