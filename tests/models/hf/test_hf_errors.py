@@ -1,7 +1,10 @@
-"""Bad Hugging Face checkpoints fail with the file and tensor named; exports are all or nothing."""
+"""Bad Hugging Face checkpoints fail with the file and tensor named; exports are all or nothing;
+hub ids resolve offline through the cache; parameters load sharded onto a mesh."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +18,9 @@ from jaxtok.models import hf
 from jaxtok.models.hf import tensors
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.tokenizers.byte_view import ByteTokenizer
+from jaxtok.tokenizers.load import load_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def tiny_llama(path, **kw):
@@ -136,14 +142,48 @@ def test_hub_ids_resolve_offline_through_the_cache(tmp_path, monkeypatch):
   rev = "0123456789abcdef0123456789abcdef01234567"
   snap = repo / "snapshots" / rev
   tiny_llama(snap)
+  tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<unk>": 2}, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Whitespace()
+  tok.save(str(snap / "tokenizer.json"))
   (repo / "refs").mkdir()
   (repo / "refs" / "main").write_text(rev)
   monkeypatch.setattr(hub.huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
   monkeypatch.setattr(hub.huggingface_hub.constants, "HF_HUB_OFFLINE", True)
   assert hub.resolve("hf:someorg/tiny") == str(snap)
   loaded = hf.load("hf:someorg/tiny")
-  assert loaded.model.cfg.d_model == 32
+  assert loaded.model.cfg.d_model == 32 and loaded.tokenizer.encode("a b").tolist() == [0, 1]
+  assert load_tokenizer("hf:someorg/tiny").hf_size == 3  # --tokenizer=hf:someorg/tiny
   with pytest.raises(hub.HubError, match="'someorg/absent' is not in the local cache"):
     hub.resolve("hf:someorg/absent")
   with pytest.raises(hub.HubError, match="not a checkpoint directory"):
     hub.resolve("hf:./no/such/dir")
+
+
+SHARDED = """
+import sys
+import jax, numpy as np
+from jaxtok import sharding
+from jaxtok.models import hf
+
+assert jax.device_count() == 8
+mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+model = hf.load(sys.argv[1], mesh=mesh).model
+emb = model.embed.embedding[...]
+assert emb.sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp"), emb.sharding.spec
+assert len(emb.addressable_shards) == 8 and emb.addressable_shards[0].data.shape == (32, 16)
+up = model.blocks.mlp.up.kernel[...]  # [layers, embed, mlp]: stacked, then sharded
+assert up.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor"), up.sharding.spec
+tokens = np.arange(12)[None]
+plain = hf.load(sys.argv[1]).model
+np.testing.assert_allclose(np.asarray(model(tokens)), np.asarray(plain(tokens)), atol=1e-5)
+print("ok")
+"""
+
+
+def test_load_shards_parameters_onto_a_mesh(tmp_path):
+  path = tiny_llama(tmp_path / "m")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+    [sys.executable, "-c", SHARDED, path], env=env, capture_output=True, text=True, cwd=ROOT
+  )
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
