@@ -156,10 +156,6 @@ def fit_vocab(model: Transformer, tok: ByteTokenizer) -> Transformer:
 # --- export --------------------------------------------------------------------------------------
 
 
-def _dtype_name(model) -> str:
-  return model.cfg.param_dtype
-
-
 def save_transformer(
   model: Transformer, out_dir: str, *, tokenizer: ByteTokenizer | None = None, dtype=None
 ) -> str:
@@ -176,7 +172,7 @@ def save_transformer(
   ids = {}
   if tokenizer is not None:
     ids = dict(bos=tokenizer.bos_id, eos=tokenizer.eos_id, pad=tokenizer.pad_id)
-  dname = dtype or _dtype_name(model)
+  dname = dtype or model.cfg.param_dtype
   c = llama_format.config_to_hf(cfg, dtype=dname, **ids)
   files = {CONFIG: json.dumps(c, indent=2)}
   if ids:
@@ -216,7 +212,7 @@ def save_blt(
   if em is not None and em.cfg.head_size != em.cfg.d_model // em.cfg.n_heads:
     raise HFError("the entropy model's head_dim must be d_model / n_heads for transformers")
   c = blt_format.config_to_hf(
-    cfg, pcfg, None if em is None else em.cfg, dtype or _dtype_name(model)
+    cfg, pcfg, None if em is None else em.cfg, dtype or model.cfg.param_dtype
   )
   files = {
     CONFIG: json.dumps(c, indent=2),

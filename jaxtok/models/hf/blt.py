@@ -16,8 +16,6 @@ queries at every layer, the reference carries them), tied embeddings.
 
 from __future__ import annotations
 
-import dataclasses
-
 from jaxtok.data.codec import VOCAB_SIZE
 from jaxtok.data.hashing import PRIMES
 from jaxtok.models import reference
@@ -332,7 +330,3 @@ def config_to_hf(
   else:
     c.update(patch_in_forward=False, patching_mode="byte", max_patch_length=None)
   return c
-
-
-def with_reference(cfg: BLTConfig, **kw) -> BLTConfig:
-  return dataclasses.replace(cfg, **reference.model_settings(), **kw)
