@@ -35,8 +35,8 @@ def resolve(spec: str, patterns=PATTERNS) -> str:
   name = os.path.expanduser(strip(spec))
   if os.path.isdir(name):
     return name
-  if os.path.exists(name) or name.startswith((".", "/")) or name.count("/") != 1:
-    raise HubError(f"{spec}: not a checkpoint directory, nor a hub id of the form org/name")
+  if os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    raise HubError(f"{spec}: not a checkpoint directory, nor a hub id (org/name or name)")
   repo, _, revision = name.partition("@")
   kw = dict(repo_id=repo, revision=revision or None, allow_patterns=list(patterns))
   try:

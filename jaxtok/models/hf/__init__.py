@@ -194,6 +194,11 @@ def _tokenizer_json(tok: ByteTokenizer) -> str:
       piece = tok.vocab[i]
       content = piece.decode("latin-1") if piece else name
       hf.add_tokens([AddedToken(content, special=not piece, normalized=False)])
+    if hf.get_vocab_size() != tok.vocab_size:
+      raise HFError(
+        f"{tok.name or 'the tokenizer'}: the tokens its byte view appended collide with its "
+        "own, so transformers' tokenizer would not have the model's ids"
+      )
   return hf.to_str(pretty=True)
 
 

@@ -243,8 +243,8 @@ def exportable(cfg: BLTConfig, pcfg: PatchingConfig, em_cfg: TransformerConfig |
       problems.append(f"patching.rule={pcfg.rule!r} (transformers has the global rule only)")
     if em_cfg is None:
       problems.append("the entropy model is missing")
-    elif em_cfg.vocab_size != VOCAB_SIZE:
-      problems.append("the entropy model is not a byte LM")
+    elif em_cfg.vocab_size != VOCAB_SIZE or em_cfg.rope_scaling is not None:
+      problems.append("the entropy model is not a byte LM with plain RoPE")
   elif not (pcfg.scheme == "static" and pcfg.patch_size == 1 and not pcfg.max_patch_length):
     problems.append(
       f"patching.scheme={pcfg.scheme!r}: transformers patches by entropy, or one byte per patch"

@@ -9,10 +9,11 @@ sliding window, else Llama; models with interleaved RoPE (jaxtok-trained, GGUF
 conversions) get their q/k output columns permuted into the half layout, which
 leaves every attention score unchanged.
 
-Not supported (a clear error, not a silently different model): RoPE scaling
-(`rope_type` other than "default", e.g. Llama 3.1's "llama3"), biases on the
-output projection or the MLP, per-layer sliding windows, activations other
-than SiLU, Gemma (its norms, embedding scale and activation differ).
+Llama 3.1's RoPE scaling (`rope_type` "llama3") is supported. Not supported (a
+clear error, not a silently different model): other RoPE scalings (linear,
+dynamic, yarn, ...), biases on the output projection or the MLP, per-layer
+sliding windows, activations other than SiLU, Gemma (its norms, embedding scale
+and activation differ).
 """
 
 from __future__ import annotations
@@ -30,14 +31,32 @@ ARCHITECTURES = {
 }
 
 
-def rope_theta(c: dict, where: str) -> float:
-  """The RoPE base of an HF config (transformers 5 `rope_parameters`, or older `rope_theta`)."""
-  rope = c.get("rope_parameters") or {}
-  scaling = c.get("rope_scaling") or {}
-  kind = rope.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
-  if kind != "default":
-    raise HFError(f"{where}: rope_type {kind!r} (RoPE scaling) is not supported, only 'default'")
-  return float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))
+def _rope(c: dict) -> dict:
+  """transformers 5's `rope_parameters`, or the older `rope_theta` + `rope_scaling`."""
+  rope = dict(c.get("rope_scaling") or {})
+  rope.update(c.get("rope_parameters") or {})
+  rope.setdefault("rope_theta", c.get("rope_theta", 10000.0))
+  rope.setdefault("rope_type", rope.get("type", "default"))
+  return rope
+
+
+def rope_theta(c: dict, where: str, allow=("default",)) -> float:
+  """The RoPE base of an HF config; refuses RoPE types other than `allow`."""
+  rope = _rope(c)
+  if rope["rope_type"] not in allow:
+    raise HFError(
+      f"{where}: rope_type {rope['rope_type']!r} is not supported, only {', '.join(allow)}"
+    )
+  return float(rope["rope_theta"])
+
+
+def rope_scaling(c: dict) -> tuple | None:
+  """Llama 3.1's (factor, low_freq_factor, high_freq_factor, original context), or None."""
+  r = _rope(c)
+  if r["rope_type"] != "llama3":
+    return None
+  keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+  return tuple(float(r[k]) for k in keys)
 
 
 def _need(ok: bool, where: str, what: str) -> None:
@@ -76,7 +95,8 @@ def config_from_hf(c: dict, where: str, *, dtype="float32", param_dtype="float32
     head_dim=int(c.get("head_dim") or d // n),
     qkv_bias=kind == "qwen2",
     mlp_dim=int(c["intermediate_size"]),
-    rope_theta=rope_theta(c, where),
+    rope_theta=rope_theta(c, where, allow=("default", "llama3")),
+    rope_scaling=rope_scaling(c),
     rope_layout="half",
     sliding_window=None if window is None else int(window),
     norm_eps=float(c.get("rms_norm_eps", 1e-6)),
@@ -111,7 +131,7 @@ def config_to_hf(cfg: TransformerConfig, *, bos=None, eos=None, pad=None, dtype=
     "head_dim": cfg.head_size,
     "hidden_act": "silu",
     "rms_norm_eps": cfg.norm_eps,
-    "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+    "rope_parameters": _rope_parameters(cfg),
     "tie_word_embeddings": cfg.tie_embeddings,
     "max_position_embeddings": 32768,
     "bos_token_id": bos,
@@ -127,6 +147,20 @@ def config_to_hf(cfg: TransformerConfig, *, bos=None, eos=None, pad=None, dtype=
     )
     del c["head_dim"]
   return c
+
+
+def _rope_parameters(cfg: TransformerConfig) -> dict:
+  if cfg.rope_scaling is None:
+    return {"rope_type": "default", "rope_theta": cfg.rope_theta}
+  factor, low, high, context = cfg.rope_scaling
+  return {
+    "rope_type": "llama3",
+    "rope_theta": cfg.rope_theta,
+    "factor": factor,
+    "low_freq_factor": low,
+    "high_freq_factor": high,
+    "original_max_position_embeddings": int(context),
+  }
 
 
 def half_layout(n_heads: int, head_dim: int) -> np.ndarray:

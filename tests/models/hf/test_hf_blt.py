@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TEXT, blt_config, save_blt
 from flax import nnx
-from transformers import BltForCausalLM
+from transformers import AutoModelForCausalLM, BltForCausalLM
 
 from jaxtok import generate, patching
 from jaxtok.data import codec, hashing
@@ -184,7 +184,8 @@ def test_jaxtok_blt_exports_to_transformers_with_the_same_patches_and_logits(tmp
     scheme="entropy", threshold=float((e[k] + e[k + 1]) / 2), entropy_model_workdir="-"
   )
   out = hf.save_blt(model, pcfg, em, str(tmp_path / "blt"))
-  ref = BltForCausalLM.from_pretrained(out).eval()
+  ref = AutoModelForCausalLM.from_pretrained(out).eval()
+  assert isinstance(ref, BltForCausalLM)
   loaded = hf.Loaded("blt", model, out, {}, patching=pcfg, entropy_model=em)
   lengths, logits = jaxtok_forward(loaded, ids)
   x = torch.tensor(ids[None], dtype=torch.long)

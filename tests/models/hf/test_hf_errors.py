@@ -54,8 +54,8 @@ def test_unsupported_architecture_names_the_config(tmp_path):
 
 def test_unsupported_variants_are_refused(tmp_path):
   path = tiny_llama(tmp_path / "m")
-  edit_config(path, rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0})
-  with pytest.raises(hf.HFError, match="rope_type 'llama3'"):
+  edit_config(path, rope_parameters={"rope_type": "yarn", "rope_theta": 5e5, "factor": 8.0})
+  with pytest.raises(hf.HFError, match="rope_type 'yarn' is not supported"):
     hf.load(path)
   path = tiny_llama(tmp_path / "b", attention_bias=True)
   with pytest.raises(hf.HFError, match="attention_bias"):

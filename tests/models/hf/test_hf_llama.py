@@ -33,6 +33,20 @@ MODELS = {
   # tied embeddings, head_dim != hidden / heads (as in Qwen3-style and Gemma-style configs)
   "llama_tied_head_dim": (transformers.LlamaConfig, dict(tie_word_embeddings=True, head_dim=32)),
   "mistral_window": (transformers.MistralConfig, dict(sliding_window=8)),
+  # Llama 3.1's RoPE scaling; a short original context, so that it changes the angles
+  "llama3_rope": (
+    transformers.LlamaConfig,
+    dict(
+      rope_parameters=dict(
+        rope_type="llama3",
+        rope_theta=5e5,
+        factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        original_max_position_embeddings=64,
+      )
+    ),
+  ),
   "qwen2_bias": (transformers.Qwen2Config, dict(tie_word_embeddings=True)),
 }
 TEXT = "def main():\n    print('hello, world')  # greet\n" * 8
@@ -116,6 +130,7 @@ EXPORTS = {
   "interleaved_gqa": dict(n_kv_heads=2),  # jaxtok's own RoPE layout: q/k columns permuted
   "tied_half_head_dim": dict(tie_embeddings=True, rope_layout="half", head_dim=24),
   "window": dict(sliding_window=6),  # -> Mistral
+  "llama3_rope": dict(rope_layout="half", rope_scaling=(8.0, 1.0, 4.0, 64.0)),
   "qkv_bias": dict(qkv_bias=True, tie_embeddings=True),  # -> Qwen2
 }
 
