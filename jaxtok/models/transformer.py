@@ -40,7 +40,7 @@ class TransformerConfig(Section):
   rope_theta: float = 10000.0
   rope_layout: str = "interleaved"  # "interleaved" (GPT-J/BLT/GGUF) or "half" (HF Llama)
   # Llama 3.1 RoPE scaling: (factor, low_freq_factor, high_freq_factor, original context)
-  rope_scaling: tuple[float, float, float, float] | None = None
+  rope_scaling: tuple | None = None  # 4 floats (a plain `tuple`: config placeholders need a type)
   sliding_window: int | None = None  # keys further back than this are masked
   norm_eps: float = 1e-5
   tie_embeddings: bool = False
