@@ -1,6 +1,6 @@
 """Merges the JSON files of bench/device_check.sh into device_check.json and device_check.md.
 
-  python bench/device_report.py OUT_DIR
+python bench/device_report.py OUT_DIR
 """
 
 from __future__ import annotations

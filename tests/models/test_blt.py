@@ -73,13 +73,22 @@ def em():
 
 
 @pytest.mark.parametrize(
-  "scheme,rule", [("entropy", "global"), ("entropy", "monotonic"), ("space", ""), ("static", "")]
+  "scheme,rule",
+  [
+    ("entropy", "global"),
+    ("entropy", "monotonic"),
+    ("space", "end"),
+    ("space", "start"),
+    ("static", ""),
+  ],
 )
 def test_blt_is_causal_even_where_boundaries_depend_on_bytes(em, scheme, rule):
   rng = np.random.default_rng(0)
   text = rng.choice(list(b"ab cd.e fgh\n"), 39).astype(np.uint8).tobytes()
   ids = codec.encode(text, add_eos=False)  # 40 ids
   kw = dict(scheme=scheme, entropy_model_workdir="-", max_patch_length=5, patch_size=3)
+  if scheme == "space":
+    kw.update(space_rule=rule)
   if scheme == "entropy":
     kw.update(rule=rule, threshold=entropy_threshold(em, ids) if rule == "global" else 0.0)
   pcfg = PatchingConfig(**kw)
@@ -104,10 +113,11 @@ def test_blt_is_causal_even_where_boundaries_depend_on_bytes(em, scheme, rule):
     assert boundaries_moved > 0  # the test exercised byte-dependent boundaries
 
 
-def test_space_patches_with_the_reference_alignment_would_leak_the_label(em):
-  # Why space patching reads the patch before its own: with the entropy
-  # alignment, the latent byte t reads depends on whether byte t+1 is a space.
-  pcfg = PatchingConfig(scheme="space")
+def test_space_rule_start_with_the_lookahead_alignment_would_leak_the_label(em):
+  # Why the "start" space rule reads the patch before its own: with the lookahead
+  # alignment, the latent byte t reads depends on whether byte t+1 is a space. (The
+  # reference's "end" rule does not: its boundary before t+1 depends on bytes <= t.)
+  pcfg = PatchingConfig(scheme="space", space_rule="start")
   ids = codec.encode(b"abc defg hij" * 4, add_eos=False)[:40]
   leaky, cfg = make(pcfg, max_patches=40)
   leaky.cfg = BLTConfig(**{**SMALL}, max_patches=40, lookahead=True)
