@@ -10,8 +10,9 @@ transformer and local decoder; --uncached re-runs the whole prefix per byte
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok import generate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.", required=True)
@@ -39,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

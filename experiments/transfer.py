@@ -8,9 +8,10 @@ a GGUF ("smollm2" or a path). --tokenizer is a tokenizer.json, .model, .gguf, a 
 or a spec such as "gguf:gpt-2" / "bpe:2048". The result loads with `jaxtok.restore(out)`.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import jaxtok
+from experiments import cli
 from jaxtok import generate
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.tokenizers.load import load_tokenizer
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
