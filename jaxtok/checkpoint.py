@@ -18,10 +18,11 @@ What is guaranteed:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
+from orbax.checkpoint._src import asyncio_utils as _orbax_asyncio  # see _drained_event_loops
 
 MANIFEST = "manifest"  # the JSON item holding the checksums
 
@@ -247,7 +249,8 @@ class Checkpointer:
       )
     for s in steps:
       try:
-        return self._restore_step(s, arrays_like, json_keys)
+        with _drained_event_loops():
+          return self._restore_step(s, arrays_like, json_keys)
       except CorruptCheckpointError as e:
         if step is not None:
           raise
@@ -269,7 +272,6 @@ class Checkpointer:
     try:
       out = self._mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax/tensorstore raise assorted errors on damaged files
-      _drop_reports_of_abandoned_reads()
       raise CorruptCheckpointError(
         f"{where} is unreadable (damaged or partly written): {_reason(e)}"
       ) from e
@@ -362,30 +364,48 @@ def _reason(e: BaseException, limit: int = 300) -> str:
   return f"{type(e).__name__}: {s if len(s) <= limit else s[:limit] + ' ...'}"
 
 
-def _drop_reports_of_abandoned_reads() -> None:
-  """After a failed restore, orbax has closed its event loop while tensorstore reads of the
-  other arrays were still in flight; as they finish (or are garbage-collected) each reports
-  "Event loop is closed" or its own read error as an unraisable exception: dozens of
-  tracebacks, printed after and burying the error the caller got. This drops exactly those
-  reports from then on (installed once, on the first failed restore); others pass through."""
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_abandoned_reads", False):
+@contextlib.contextmanager
+def _drained_event_loops():
+  """Makes orbax finish the reads it started before it closes their event loop.
+
+  Orbax runs each restore in a fresh event loop and closes it as soon as one read fails,
+  with the reads of the other arrays still in flight; each of those then reports "Event
+  loop is closed" or "Task exception was never retrieved" when it finishes: dozens of
+  tracebacks, printed after, and burying, the error the caller got. This swaps orbax's
+  loop runner (a private function; if it is gone, nothing is swapped) for one that awaits
+  the pending tasks before closing the loop.
+  """
+  original = getattr(_orbax_asyncio, "_run_sync_via_new_loop", None)
+  if original is None:
+    yield
     return
-
-  def hook(u):
-    if not _abandoned_read(u):
-      previous(u)
-
-  hook.drops_abandoned_reads = True
-  sys.unraisablehook = hook
+  _orbax_asyncio._run_sync_via_new_loop = _run_sync_draining
+  try:
+    yield
+  finally:
+    _orbax_asyncio._run_sync_via_new_loop = original
 
 
-def _abandoned_read(u) -> bool:
-  if isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
-    return True
-  tb = u.exc_traceback
-  while tb is not None:
-    if f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in tb.tb_frame.f_code.co_filename:
-      return True
-    tb = tb.tb_next
-  return False
+def _run_sync_draining(coro):
+  loop = asyncio.new_event_loop()
+  tasks = []
+
+  def factory(loop, coro, **kw):
+    tasks.append(asyncio.Task(coro, loop=loop, **kw))
+    return tasks[-1]
+
+  loop.set_task_factory(factory)
+  try:
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(coro)
+  finally:
+    # Only after a failure is anything left: the other reads' errors are the same damage,
+    # already raised, so they are awaited and marked as seen.
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+      loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for t in tasks:
+      if not t.cancelled():
+        t.exception()
+    asyncio.set_event_loop(None)
+    loop.close()
