@@ -1,15 +1,18 @@
 """End-to-end behaviour of the trainer on the tiny config."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import jaxtok
 from configs import tiny
@@ -94,6 +97,21 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
   saved = ckpt_lib.Checkpointer(str(tmp_path / "run" / "checkpoints"), async_save=False)
   assert saved.latest_step() == bad_step - 1
   saved.close()
+
+
+def test_diverging_weights_are_never_saved(data_dir, tmp_path):
+  """lr=1e6: the update of some step makes the weights non-finite while its loss was still
+  finite; that state must not become "the last good checkpoint"."""
+  c = small_config(data_dir, steps=200, lr=1e6, ckpt_every=1, log_every=1, eval_every=0)
+  c.data.update(seq_len=64, batch_size=4)
+  with pytest.raises(trainer.TrainingDivergedError) as e:
+    trainer.train(c, str(tmp_path))
+  kept = int(re.search(r"last good checkpoint \(step (\d+)\)", str(e.value)).group(1))
+  saved = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  assert saved.latest_step() == kept
+  saved.close()
+  model, _ = jaxtok.restore(str(tmp_path))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(nnx.state(model)))
 
 
 def test_checkpoint_of_another_model_is_refused(data_dir, tmp_path):
