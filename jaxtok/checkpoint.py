@@ -164,6 +164,7 @@ class Checkpointer:
     self.max_to_keep = max_to_keep
     self.read_only = read_only
     self.skipped: list[tuple[int, str]] = []  # (step, why) passed over by the last restore
+    self._failed: CheckpointWriteError | None = None  # a write failed: nothing more is written
     self._mngr = None
     if read_only and not os.path.isdir(self.directory):
       return  # nothing to read; creating the directory would be a write
@@ -194,6 +195,8 @@ class Checkpointer:
     """
     if self.read_only:
       raise CheckpointError(f"{self.directory} was opened read-only")
+    if self._failed:
+      raise self._failed
     json = json or {}
     manifest = {"arrays": {}, "json": {k: json_checksum(v) for k, v in json.items()}}
     for name, tree in arrays.items():
@@ -207,7 +210,8 @@ class Checkpointer:
     try:
       self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
     except Exception as e:
-      raise self._write_error(step, e) from e
+      self._failed = self._write_error(step, e)
+      raise self._failed from e
 
   def _commit_pending(self) -> None:
     """Waits for the write in flight; then deletes what is beyond `max_to_keep`."""
@@ -215,7 +219,8 @@ class Checkpointer:
     try:
       self._mngr.wait_until_finished()
     except Exception as e:
-      raise self._write_error(pending, e) from e
+      self._failed = self._write_error(pending, e)
+      raise self._failed from e
     steps = self.all_steps()
     for s in steps[: max(0, len(steps) - self.max_to_keep)]:
       self._mngr.delete(s)
@@ -308,10 +313,14 @@ class Checkpointer:
     if self._mngr is None:
       return
     try:
-      if not self.read_only:
+      if not (self.read_only or self._failed):
         self._commit_pending()
     finally:
-      self._mngr.close()
+      try:
+        self._mngr.close()
+      except Exception:
+        if not self._failed:
+          raise  # after a failed write orbax re-raises it here; it was reported already
       self._mngr = None  # closing twice is a no-op
 
 

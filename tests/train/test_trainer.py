@@ -107,7 +107,7 @@ def test_diverging_weights_are_never_saved(data_dir, tmp_path):
   with pytest.raises(trainer.TrainingDivergedError) as e:
     trainer.train(c, str(tmp_path))
   kept = int(re.search(r"last good checkpoint \(step (\d+)\)", str(e.value)).group(1))
-  saved = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  saved = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), async_save=False)
   assert saved.latest_step() == kept
   saved.close()
   model, _ = jaxtok.restore(str(tmp_path))
