@@ -7,6 +7,7 @@ import os
 import pytest
 from faultlib import argv, run
 
+SLOW = {"unknown config", "misspelt section", "heads do not divide", "missing tokenizer"}
 CASES = {  # name: (overrides or a command-line edit, what the message must say)
   "no --config": ("no-config", "--config is required: a config name (base, "),
   "unknown config": ({"config": "tinyy"}, "--config=tinyy: no such config file"),
@@ -30,7 +31,9 @@ def command(env, workdir, edit):
 
 
 @pytest.mark.fault("bad config")
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(
+  "case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES]
+)
 def test_bad_config_is_refused_and_leaves_nothing(env, tmp_path, case):
   edit, says = CASES[case]
   workdir = str(tmp_path / "run")

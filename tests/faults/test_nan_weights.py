@@ -15,6 +15,7 @@ from jaxtok import checkpoint as ckpt_lib
 
 
 @pytest.mark.fault("non-finite weights")
+@pytest.mark.slow  # tests/train/test_trainer.py checks it in-process in the default run
 def test_the_last_good_checkpoint_is_good(env, tmp_path):
   workdir = str(tmp_path / "run")
   rc, out = run(env, workdir, {"train.lr": 1e6, "train.ckpt_every": 1, "train.log_every": 1})

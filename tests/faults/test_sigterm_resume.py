@@ -12,7 +12,8 @@ from jaxtok import checkpoint as ckpt_lib
 
 
 @pytest.mark.fault("SIGTERM")
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+@pytest.mark.slow  # the default run has tests/train/test_trainer.py's SIGTERM test
+@pytest.mark.parametrize("seed", [0, 1])
 def test_sigterm_saves_and_resuming_gives_the_same_run(env, reference, tmp_path, seed):
   rng = random.Random(seed)
   workdir = str(tmp_path / "run")

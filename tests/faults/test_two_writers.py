@@ -25,6 +25,7 @@ def test_a_second_run_on_a_busy_workdir_is_refused(env, reference, tmp_path):
 
 
 @pytest.mark.fault("stale lock")
+@pytest.mark.slow  # tests/train/test_lock.py checks the takeover in the default run
 def test_the_lock_of_a_killed_run_is_taken_over(env, reference, tmp_path):
   workdir = str(tmp_path / "run")
   first = start(env, workdir)
