@@ -16,6 +16,8 @@ import signal
 import pytest
 from faultlib import finish, last_step, outcome, start, wait_for
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "fault(kind): a fault-injection trial of that kind")
@@ -28,6 +30,7 @@ def env(tmp_path_factory):
   root = tmp_path_factory.mktemp("faults")
   e = dict(os.environ)
   e.update(
+    PYTHONPATH=os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]),
     TF_CPP_MIN_LOG_LEVEL="3",
     JAX_COMPILATION_CACHE_DIR=str(root / "jax_cache"),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -9,6 +9,7 @@ import pytest
 
 from jaxtok.train import lock
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOLD = """
 import sys, time
 from jaxtok.train import lock
@@ -22,7 +23,8 @@ with lock.locked(sys.argv[1]):
 def holder(tmp_path):
   """Another process holding tmp_path/run's lock."""
   workdir = str(tmp_path / "run")
-  proc = subprocess.Popen([sys.executable, "-c", HOLD, workdir], stdout=subprocess.PIPE, text=True)
+  cmd = [sys.executable, "-c", HOLD, workdir]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
   assert proc.stdout.readline().strip() == "held"
   yield workdir, proc
   proc.kill()
