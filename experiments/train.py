@@ -3,7 +3,8 @@ r"""Train a jaxtok model.
   python -m experiments.train --config=configs/entropy_model.py --workdir=/tmp/run \
       [--config.train.steps=2000 --config.data.name=files:~/corpus/*.txt]
 
-Re-running with the same --workdir resumes from its latest checkpoint.
+--config is required: a path or a name (--config=tiny). Re-running with the same --workdir
+resumes from its newest good checkpoint (README: Resume).
 """
 
 from absl import flags, logging

@@ -497,6 +497,7 @@ def resume(ckpt: ckpt_lib.Checkpointer, like: dict[str, Any]) -> ckpt_lib.Restor
   if ckpt.latest_step() is None:
     return None
   restored = ckpt.restore(like, json_keys=("data", "phase"))
+  # Single-host: with several processes, one of them (after a barrier) should move it.
   for step, why in ckpt.skipped:
     print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
   return restored
