@@ -79,6 +79,7 @@ def write_atomic(path: str, data: str | bytes) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
   try:
+    os.fchmod(fd, _file_mode(path))  # mkstemp's 0600 would hide a shared workdir's files
     with os.fdopen(fd, "wb") as f:
       f.write(data.encode() if isinstance(data, str) else data)
       f.flush()
@@ -88,6 +89,14 @@ def write_atomic(path: str, data: str | bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def _file_mode(path: str) -> int:
+  if os.path.exists(path):
+    return os.stat(path).st_mode & 0o777
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
 
 
 def copy_atomic(src: str, dst: str) -> None:

@@ -152,6 +152,12 @@ def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):
   assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
   ckpt_lib.write_atomic(str(path), b"new")
   assert path.read_text() == "new"
+  umask = os.umask(0o022)
+  try:
+    ckpt_lib.write_atomic(str(tmp_path / "fresh.json"), "{}")
+  finally:
+    os.umask(umask)
+  assert (tmp_path / "fresh.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
 
 
 # Many arrays read at once, one of them damaged: orbax gives up at the first error, and the
