@@ -17,7 +17,9 @@ from flax import nnx
 import jaxtok
 from configs import tiny
 from jaxtok import checkpoint as ckpt_lib
+from jaxtok.configlib import ConfigError
 from jaxtok.data import corpora
+from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.losses import lm_loss
 from jaxtok.tokenizers import bpe
 from jaxtok.train import tasks, trainer
@@ -118,8 +120,14 @@ def test_checkpoint_of_another_model_is_refused(data_dir, tmp_path):
   c = small_config(data_dir, steps=2, eval_every=0)
   trainer.train(c, str(tmp_path))
   c.model.d_model = 32
-  with pytest.raises(ckpt_lib.CheckpointError, match="another model"):
-    trainer.train(c, str(tmp_path))
+  with pytest.raises(ConfigError, match="config.model.d_model=32, the workdir's is 64"):
+    trainer.train(c, str(tmp_path))  # refused by the workdir's config.json, nothing written
+  # Below that, the checkpoint itself tells another model from a damaged checkpoint.
+  other = nnx.eval_shape(lambda: workdir_lib.build_model(c, nnx.Rngs(0)))
+  ckpt = workdir_lib.checkpointer(str(tmp_path), read_only=True)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match="another model"):
+    ckpt.restore({"params": nnx.state(other, nnx.Param)})
+  ckpt.close()
 
 
 def test_corrupt_checkpoint_gives_clear_error(data_dir, tmp_path):
