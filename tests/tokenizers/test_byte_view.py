@@ -161,10 +161,10 @@ EXACT_SLOW = ["qwen2", "command-r", "gemma-4"]  # 128k-256k vocabularies
 def test_gguf_vocab_matches_llama_cpp_test_cases(name):
   path = sources.llama_cpp_vocab(name)
   if path is None:
-    pytest.skip(f"llama.cpp vocab {name} not cached: {sources.last_error.get('vocab:' + name)}")
+    pytest.skip(f"missing artefact: llama.cpp vocab {name}: {sources.last_error['vocab:' + name]}")
   cases = sources.llama_cpp_vocab_cases(path)
   if not cases:
-    pytest.skip(f"no llama.cpp test cases next to {path}")
+    pytest.skip(f"missing artefact: llama.cpp test cases next to {path}")
   view = load_tokenizer(path)
   for text, expected in cases:
     assert view.hf.encode(text, add_special_tokens=False).ids == expected, text
