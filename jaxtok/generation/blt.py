@@ -360,9 +360,12 @@ class BLTGenerator(loop.Generator):
   ):
     if pcfg.scheme == "entropy" and entropy_model is None:
       raise ValueError("entropy patching needs the entropy model (entropy_model=...)")
-    if pcfg.lookahead != model.cfg.lookahead:
-      raise ValueError("the patching config does not match the model's decoder alignment")
     patching.IncrementalPatcher(pcfg)  # top-k patching cannot generate: a clear error now
+    if pcfg.lookahead != model.cfg.lookahead:
+      raise ValueError(
+        f"patching (scheme={pcfg.scheme!r}, lookahead={pcfg.lookahead}) does not match the "
+        f"model's decoder alignment (model.lookahead={model.cfg.lookahead})"
+      )
     self.model, self.max_len, self.use_prefill = model, max_len, prefill
     em = entropy_model if pcfg.scheme == "entropy" else None
     graphdef, params = nnx.split(model, nnx.Param)

@@ -4,9 +4,10 @@
 position, the previous byte's class and entropy, the length of the current run)
 and, for entropy patching, the entropy H(x_t | x_<t) that the entropy model's
 KV-cached decode step produced at t-1; nothing of the prefix is re-run. For
-static and entropy patching the decision needs no byte t (`needs_byte` is
-False), so a generator knows whether the next byte starts a patch before it
-samples that byte. Equal to `rules.patch_starts` on a single document.
+static, entropy and reference ("end") space patching the decision needs no byte t
+(`needs_byte` is False: `step` is given byte t-1 instead), so a generator knows
+whether the next byte starts a patch before it samples that byte. Equal to
+`rules.patch_starts` on a single document.
 
 `prefill` gives the state after a whole (left-padded) prompt at once, equal to
 stepping through it.
@@ -26,7 +27,7 @@ from jaxtok.patching.rules import limit_patch_length, rule_starts, spacelike
 @struct.dataclass
 class PatcherState:
   position: jax.Array  # B int32: index of the next byte in its document
-  prev_spacelike: jax.Array  # B bool
+  prev_spacelike: jax.Array  # B bool: of the byte before the last one given
   prev_entropy: jax.Array  # B float32
   run: jax.Array  # B int32: bytes since the last start made by the rule itself
 
@@ -42,7 +43,8 @@ class IncrementalPatcher:
 
   @property
   def needs_byte(self) -> bool:
-    return self.cfg.scheme == "space"
+    """Whether `step` for byte t needs byte t itself (else it is given byte t-1)."""
+    return self.cfg.scheme == "space" and self.cfg.space_rule == "start"
 
   def init(self, batch: int) -> PatcherState:
     return PatcherState(
@@ -55,15 +57,26 @@ class IncrementalPatcher:
   def step(
     self, state: PatcherState, ids_B: jax.Array, entropies_B: jax.Array | None = None
   ) -> tuple[PatcherState, jax.Array]:
-    """(new state, whether byte t starts a patch) for byte t = state.position."""
+    """(new state, whether byte t starts a patch) for byte t = state.position.
+
+    `ids_B` is byte t if `needs_byte`, else byte t-1; `entropies_B` is H(x_t | x_<t).
+    """
     cfg, pos = self.cfg, state.position
     if cfg.scheme == "static":
       rule = (pos >= 1) & ((pos - 1) % cfg.patch_size == 0)
     elif cfg.scheme == "space":
       rule = spacelike(ids_B) & ~state.prev_spacelike
+      if not self.needs_byte:  # byte t-1 ends its patch
+        rule |= ids_B < codec.OFFSET
     else:
       h = entropies_B.astype(jnp.float32)
-      rule = h > cfg.threshold if cfg.rule == "global" else h - state.prev_entropy > cfg.threshold
+      rise = h - state.prev_entropy
+      if cfg.rule == "global":
+        rule = h > cfg.threshold
+      elif cfg.rule == "monotonic":
+        rule = (rise > cfg.threshold) | ((pos == 2) & cfg.monotonic_start_at_2)
+      else:  # global_monotonic
+        rule = (h > cfg.threshold) & (rise > cfg.threshold_add)
     rule_start = (pos <= 1) | ((pos >= 2) & rule)
     run = jnp.where(rule_start, 0, state.run + 1)
     start = rule_start
@@ -71,7 +84,7 @@ class IncrementalPatcher:
       start = start | (run % cfg.max_patch_length == 0)
     new = PatcherState(
       position=pos + 1,
-      prev_spacelike=spacelike(ids_B) if self.needs_byte else state.prev_spacelike,
+      prev_spacelike=spacelike(ids_B) if cfg.scheme == "space" else state.prev_spacelike,
       prev_entropy=state.prev_entropy if entropies_B is None else entropies_B.astype(jnp.float32),
       run=run,
     )
@@ -86,7 +99,7 @@ class IncrementalPatcher:
     Lookahead schemes (`needs_byte` False) also decide the column after the
     prompt, as a generator does before sampling it: starts are [B, T+1] and
     `entropies_BxN` (H(x_t | x_<t), entropy patching) has T+1 columns too;
-    space patches: [B, T].
+    with space_rule="start": [B, T].
     """
     b, t = ids_BxT.shape
     n = t if self.needs_byte else t + 1
@@ -100,7 +113,10 @@ class IncrementalPatcher:
     zeros = self.init(b)
     state = PatcherState(
       position=n - start_B,
-      prev_spacelike=spacelike(ids_BxT[:, -1]) if self.needs_byte else zeros.prev_spacelike,
+      # the last byte given to the rule is the prompt's last one under both space rules
+      prev_spacelike=spacelike(ids_BxT[:, -1])
+      if self.cfg.scheme == "space"
+      else zeros.prev_spacelike,
       prev_entropy=zeros.prev_entropy
       if entropies_BxN is None
       else entropies_BxN[:, n - 1].astype(jnp.float32),

@@ -124,6 +124,10 @@ class ByteTokenizer:
   def _special(self, given: int | str | None, candidates: Sequence[str], fallback: str) -> int:
     """Resolves a special token by id, by name, or by the usual names; appends it if absent."""
     if isinstance(given, int):
+      if given == len(self.vocab):  # a special this view appended when it was saved
+        self.vocab.append(b"")
+        self.names.append(fallback)
+        return given
       if not 0 <= given < len(self.vocab):
         raise ValueError(f"special token id {given} outside the vocabulary of {len(self.vocab)}")
       return given

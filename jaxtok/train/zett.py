@@ -36,11 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtok import hub
 from jaxtok.configlib import require
 from jaxtok.data import codec, corpora, packing
 from jaxtok.eval import tokenizer_bpb
+from jaxtok.models import hf, transfer
 from jaxtok.models import hypernet as hypernet_lib
-from jaxtok.models import transfer
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.convert import load_gguf_model
 from jaxtok.models.flops import Flops
@@ -426,7 +427,7 @@ def restore_hypernet(workdir: str, base: Transformer | None = None):
     base, _ = load_base(cfg)
   model = build(HypernetConfig.from_dict(cfg.model), base, nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, HYPERNET, ...)
-  ckpt = workdir_lib.checkpointer(workdir, async_save=False)
+  ckpt = workdir_lib.checkpointer(workdir, read_only=True)
   try:
     _, arrays, _ = ckpt.restore({"params": params})
   finally:
@@ -438,7 +439,13 @@ def restore_hypernet(workdir: str, base: Transformer | None = None):
 
 
 def load_base_spec(spec: str) -> tuple[Transformer, ByteTokenizer]:
-  """A base LM from a jaxtok workdir or a GGUF ("smollm2" or a path)."""
+  """A base LM from a jaxtok workdir, a GGUF ("smollm2" or a path) or a Hugging Face
+  checkpoint ("hf:<hub id or directory>", with its tokenizer.json)."""
+  if hub.is_spec(spec):
+    loaded = hf.load(spec)
+    if loaded.kind != "transformer" or loaded.tokenizer is None:
+      raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
+    return hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
   path = os.path.expanduser(spec)
   if os.path.isdir(path):
     model, _ = workdir_lib.restore(path)

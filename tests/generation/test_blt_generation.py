@@ -63,8 +63,13 @@ CASES = {
   ),
   # No max_patch_length: the open patch is bounded by the cache's columns only.
   "entropy-monotonic": (dict(scheme="entropy", rule="monotonic", threshold=0.005), {}),
-  # No lookahead: a byte's own value decides its boundary.
+  # The reference rule: byte t-1 decides whether t starts a patch (lookahead).
   "space": (dict(scheme="space", max_patch_length=5), dict(cross_attn_k=1, d_global=64)),
+  # No lookahead: a byte's own value decides its boundary.
+  "space-start": (
+    dict(scheme="space", space_rule="start", max_patch_length=5),
+    dict(cross_attn_k=1, d_global=64),
+  ),
   "static": (dict(scheme="static", patch_size=3), dict(hash_vocab=0)),
 }
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from jaxtok.tokenizers import sources
 from jaxtok.tokenizers.byte_view import ByteTokenizer
@@ -90,6 +91,20 @@ def test_save_and_load_keep_the_specials(tmp_path):
   assert back.vocab == v.vocab
 
 
+def test_save_and_load_keep_specials_the_view_appended(tmp_path):
+  hf = Tokenizer(models.BPE())
+  hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  alphabet = pre_tokenizers.ByteLevel.alphabet()
+  hf.train_from_iterator(TRAIN, trainers.BpeTrainer(vocab_size=300, initial_alphabet=alphabet))
+  v = ByteTokenizer(hf)  # no <s>, </s> or <pad> of its own: the view appends them
+  assert min(v.bos_id, v.eos_id, v.pad_id) >= v.hf_size
+  path = str(tmp_path / "tok.json")
+  v.save(path)
+  back = load_tokenizer(path)
+  assert (back.bos_id, back.eos_id, back.pad_id) == (v.bos_id, v.eos_id, v.pad_id)
+  assert back.vocab == v.vocab and back.vocab_size == v.vocab_size
+
+
 def test_missing_and_garbage_files_give_clear_errors(tmp_path):
   with pytest.raises(TokenizerLoadError, match="does not exist"):
     load_tokenizer(str(tmp_path / "nope.json"))
@@ -146,10 +161,10 @@ EXACT_SLOW = ["qwen2", "command-r", "gemma-4"]  # 128k-256k vocabularies
 def test_gguf_vocab_matches_llama_cpp_test_cases(name):
   path = sources.llama_cpp_vocab(name)
   if path is None:
-    pytest.skip(f"llama.cpp vocab {name} not cached: {sources.last_error.get('vocab:' + name)}")
+    pytest.skip(f"missing artefact: llama.cpp vocab {name}: {sources.last_error['vocab:' + name]}")
   cases = sources.llama_cpp_vocab_cases(path)
   if not cases:
-    pytest.skip(f"no llama.cpp test cases next to {path}")
+    pytest.skip(f"missing artefact: llama.cpp test cases next to {path}")
   view = load_tokenizer(path)
   for text, expected in cases:
     assert view.hf.encode(text, add_special_tokens=False).ids == expected, text
