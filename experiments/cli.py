@@ -7,6 +7,8 @@
   an unknown field is reported by name, with the fields there are.
 * Errors of the user's input or of the workdir end the program with their message
   (exit status 1) instead of a traceback.
+* The distributed runtime (a job of several processes: TPU pod hosts, GPU nodes) is
+  started from `--distributed` and its settings before `main` runs any computation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import configs
+from jaxtok import distributed
 from jaxtok.checkpoint import CheckpointError
 from jaxtok.configlib import ConfigError, check_field
 from jaxtok.data.corpora import CorpusError
@@ -26,7 +29,34 @@ from jaxtok.train.lock import WorkdirBusyError
 from jaxtok.train.trainer import TrainingDivergedError
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
-USER_ERRORS = (ConfigError, CheckpointError, CorpusError, TrainingDivergedError, WorkdirBusyError)
+USER_ERRORS = (
+  ConfigError,
+  CheckpointError,
+  CorpusError,
+  TrainingDivergedError,
+  WorkdirBusyError,
+  distributed.DistributedError,
+)
+
+_DISTRIBUTED = flags.DEFINE_enum(
+  "distributed",
+  "auto",
+  distributed.MODES,
+  "Start JAX's multi-process runtime: auto = when --coordinator_address (or "
+  "$JAX_COORDINATOR_ADDRESS) is given or JAX detects a cluster (Cloud TPU pod, SLURM, "
+  "Open MPI); on = always; off = never (one process).",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0, the same on every process ($JAX_COORDINATOR_ADDRESS).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Processes in the job ($JAX_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id", None, "This process's index in [0, num_processes) ($JAX_PROCESS_ID)."
+)
 
 
 def config_names() -> list[str]:
@@ -63,12 +93,23 @@ def run(main) -> None:
 
   def guarded(argv):
     try:
+      start_distributed()
       return main(argv)
     except USER_ERRORS as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(1)
 
   app.run(guarded, flags_parser=parse_flags)
+
+
+def start_distributed() -> bool:
+  """`jaxtok.distributed.initialize` from the flags; before any computation."""
+  return distributed.initialize(
+    _DISTRIBUTED.value,
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+  )
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ that verifies (see `jaxtok.checkpoint`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
 from jaxtok import checkpoint as ckpt_lib
+from jaxtok import distributed
 from jaxtok import sharding as shd
 from jaxtok.configlib import require
 from jaxtok.data import corpora, packing
@@ -174,30 +176,75 @@ def to_device(
   return {k: put(k, v) for k, v in batch.items()}
 
 
-def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
+def make_batches(
+  task: Task,
+  config,
+  split: str,
+  *,
+  seed: int,
+  repeat: bool,
+  shuffle: bool,
+  process_index: int | None = None,
+  process_count: int | None = None,
+):
+  """(corpus, packed batches of one process: its share of the documents and of the rows)."""
   d = config.data
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
   corpus = corpora.corpus_for(d, split)
   it = packing.PackedBatches(
     corpus,
-    batch_size=d.batch_size // jax.process_count(),
+    batch_size=d.batch_size // count,
     seq_len=d.seq_len,
     seed=seed,
     shuffle=shuffle,
     repeat=repeat,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
+    process_index=index,
+    process_count=count,
     encode_fn=task.encode_fn,
   )
   return corpus, it
+
+
+def validation_batches(
+  task: Task, config, *, process_index: int | None = None, process_count: int | None = None
+):
+  """(corpus, this process's host batches of the validation split: the first
+  data.eval_batches, or all with 0).
+
+  Processes hold different numbers of batches of a split (their documents differ); the
+  caller pads them to a count all processes agree on (`pad_batches`).
+  """
+  corpus, it = make_batches(
+    task,
+    config,
+    "validation",
+    seed=0,
+    repeat=False,
+    shuffle=False,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  return corpus, list(itertools.islice(it, config.data.eval_batches or None))
+
+
+def pad_batches(batches: list, count: int, rows: int, seq_len: int) -> list:
+  """`batches` + empty batches (no targets: zero tokens, zero bytes) up to `count`."""
+  if len(batches) > count:
+    raise ValueError(f"{len(batches)} batches is more than the agreed count {count}")
+  blank = packing.empty_batch(batches[0] if batches else None, rows=rows, seq_len=seq_len)
+  return batches + [blank] * (count - len(batches))
 
 
 def evaluate(eval_step, params, frozen, batches, to_dev) -> dict[str, float]:
   """Summed statistics over a fixed list of batches -> loss / bpb."""
   totals = None
   for batch in batches:
-    sums = eval_step(params, to_dev(batch), *frozen)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  return summarize(jax.device_get(totals))
+    # Fetched batch by batch: a process running far ahead of the others with many
+    # computations in flight hung in a collective (2 CPU processes, XLA's CPU client).
+    sums = jax.device_get(eval_step(params, to_dev(batch), *frozen))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+  return summarize(totals)
 
 
 @contextlib.contextmanager
@@ -269,19 +316,20 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
   host_batches = wrap(train_it)
   val_corpus, val_batches, evaluator = None, [], None
   if task.make_evaluator is None:
-    val_corpus, val_it = make_batches(
-      task, config, "validation", seed=0, repeat=False, shuffle=False
-    )
-    for batch in HostBatches(val_it, task.host_transform):
-      val_batches.append(batch)
-      if d.eval_batches and len(val_batches) >= d.eval_batches:
-        break
+    val_corpus, packed = validation_batches(task, config)
+    # Every process runs each evaluation step (a collective): they agree on the count.
+    count = distributed.agree_max(len(packed))
+    packed = pad_batches(packed, count, d.batch_size // jax.process_count(), d.seq_len)
+    val_batches = list(HostBatches(iter(packed), task.host_transform))
   else:
     evaluator = task.make_evaluator(graphdef)
 
   ckpt = workdir_lib.checkpointer(workdir, max_to_keep=t.keep, async_save=t.async_ckpt)
   try:
     restored = resume(ckpt, {"params": state.params, "opt_state": state.opt_state})
+    if restored:
+      where = f"checkpoint {ckpt.directory} step {restored.step}"
+      own_data_state = process_data_state(restored.json["data"], where)
   except BaseException:
     ckpt.close()
     raise
@@ -298,11 +346,12 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
       params=arrays["params"],
       opt_state=arrays["opt_state"],
     )
-    host_batches.set_state(js["data"])
+    host_batches.set_state(own_data_state)
     print(f"resumed from {ckpt.directory} at step {start}")
-  ckpt_lib.write_atomic(
-    os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
-  )
+  if jax.process_index() == 0:
+    ckpt_lib.write_atomic(
+      os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
+    )
 
   def phase_step():
     return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
@@ -384,7 +433,8 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
       ckpt.save(
         at_step,
         {"params": state.params, "opt_state": state.opt_state},
-        {"data": data_state, "phase": phase},
+        # Each process reads its own documents: every position is saved (a collective).
+        {"data": {"processes": distributed.allgather_json(data_state)}, "phase": phase},
       )
     except ckpt_lib.NotFiniteError as e:
       what = f"the weights after step {at_step} are not finite ({e}), not saved"
@@ -501,6 +551,24 @@ def resume(ckpt: ckpt_lib.Checkpointer, like: dict[str, Any]) -> ckpt_lib.Restor
   for step, why in ckpt.skipped:
     print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
   return restored
+
+
+def process_data_state(saved: dict, where: str) -> dict:
+  """This process's data-iterator position from a checkpoint's "data" item.
+
+  The stream is split by process (documents and rows), so a checkpoint resumes only
+  with the process count that wrote it; another count is refused.
+  """
+  # Checkpoints of single-process runs from before per-process positions hold one state.
+  states = saved["processes"] if "processes" in saved else [saved]
+  if len(states) != jax.process_count():
+    raise ckpt_lib.CheckpointError(
+      f"{where} was written by a run of {len(states)} process(es); this run has "
+      f"{jax.process_count()}. Each process reads its own share of the data, so a run "
+      "resumes only with the process count it started with (--num_processes); another "
+      "count needs a new workdir."
+    )
+  return states[jax.process_index()]
 
 
 def step_scalars(m: dict[str, float]) -> dict[str, float]:
