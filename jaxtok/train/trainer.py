@@ -26,8 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
-from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
 from jaxtok import checkpoint as ckpt_lib
@@ -85,13 +85,25 @@ def validate_config(config) -> None:
 
 
 def build_params(task: Task, config, mesh):
-  """(graphdef, trainable params, frozen state) of the task's model, placed on the mesh."""
-  model = task.build_model(nnx.Rngs(config.train.seed))
-  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  """(graphdef, trainable params, frozen state) of the task's model, on the mesh.
+
+  The parameters are created directly with their shardings (one jitted initialisation
+  whose outputs are the shards): no device ever holds the whole model, so a model larger
+  than one device starts. A frozen part (a ZeTT base LM, loaded from files) is placed
+  shard by shard.
+  """
+  seed = config.train.seed
+  split = lambda model: nnx.split(model, task.trainable, ...)
+  graphdef, params, frozen = split(nnx.eval_shape(lambda: task.build_model(nnx.Rngs(seed))))
   if any(not isinstance(v, nnx.Param) for v in jax.tree.leaves(frozen, is_leaf=_is_var)):
     raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
-  place = lambda s: jax.device_put(s, shd.state_shardings(s, mesh))
-  return graphdef, place(params), place(frozen)
+  shardings = shd.state_shardings(params, mesh), shd.state_shardings(frozen, mesh)
+  if jax.tree.leaves(frozen):
+    # Its weights come from files: inside jit they would be baked into the program.
+    _, params, frozen = split(task.build_model(nnx.Rngs(seed)))
+    return graphdef, *jax.device_put((params, frozen), shardings)
+  init = jax.jit(lambda: split(task.build_model(nnx.Rngs(seed)))[1:], out_shardings=shardings)
+  return graphdef, *init()
 
 
 def _is_var(x) -> bool:
@@ -115,19 +127,24 @@ def optimizer_for(config, total_steps: int):
 def fresh_state(tx, params, mesh) -> TrainState:
   """Step 0 of a phase: these weights, a new optimizer state, all on the mesh.
 
-  Scalars (step, Adam's count) are placed on the mesh too: the step returns
-  them there, and inputs placed otherwise would recompile the step at step 2.
+  Adam's moments get their parameter's sharding from the start (left to XLA, zeros come
+  out replicated and the step would reshard them, and compile again, at step 2); scalars
+  (step, Adam's count) are replicated on the mesh, as the step returns them.
   """
-  state = TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(tx.init)(params)
-  )
   replicated = shd.replicated(mesh)
-
-  def on_mesh(x):
-    on = isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
-    return x if on else jax.device_put(x, replicated)
-
-  return jax.tree.map(on_mesh, state)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+  opt_shardings = optax.tree_map_params(
+    tx,
+    lambda _, sharding: sharding,
+    jax.eval_shape(tx.init, params),
+    param_shardings,
+    transform_non_params=lambda _: replicated,
+  )
+  return TrainState(
+    step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+    params=params,
+    opt_state=jax.jit(tx.init, out_shardings=opt_shardings)(params),
+  )
 
 
 def fresh_buffers(tree):
@@ -354,7 +371,14 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
     )
 
   def phase_step():
-    return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
+    return make_train_step(
+      graphdef,
+      tx,
+      schedule,
+      phases[pi].loss_fn,
+      grad_accum=t.grad_accum,
+      state_shardings=jax.tree.map(lambda x: x.sharding, state),
+    )
 
   def evaluate_now(params_now) -> dict[str, float]:
     if evaluator is not None:
