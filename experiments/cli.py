@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -23,12 +24,18 @@ from ml_collections import config_flags
 import configs
 from jaxtok import distributed
 from jaxtok.checkpoint import CheckpointError
-from jaxtok.configlib import ConfigError, check_field
+from jaxtok.configlib import ConfigError, check_field, describe_fields, field_comments
 from jaxtok.data.corpora import CorpusError
+from jaxtok.models.blt import BLTConfig
+from jaxtok.models.hypernet import HypernetConfig
+from jaxtok.models.transformer import TransformerConfig
+from jaxtok.patching.config import PatchingConfig
 from jaxtok.train.lock import WorkdirBusyError
 from jaxtok.train.trainer import TrainingDivergedError
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
+# config.model.name -> the typed section its model fields come from
+MODEL_SECTIONS = {"transformer": TransformerConfig, "blt": BLTConfig, "hypernet": HypernetConfig}
 USER_ERRORS = (
   ConfigError,
   CheckpointError,
@@ -38,6 +45,12 @@ USER_ERRORS = (
   distributed.DistributedError,
 )
 
+_LIST_FIELDS = flags.DEFINE_bool(
+  "list_fields",
+  False,
+  "Print every field of --config (set as --config.<field>=...), its default there and its "
+  "meaning, then exit.",
+)
 _DISTRIBUTED = flags.DEFINE_enum(
   "distributed",
   "auto",
@@ -102,6 +115,23 @@ def run(main) -> None:
   app.run(guarded, flags_parser=parse_flags)
 
 
+def list_fields(config) -> str:
+  """The table `--list_fields` prints: field, value, meaning (from the comments of the typed
+  config sections and of the config files)."""
+  comments = {}
+  model = MODEL_SECTIONS.get(config.get("model", {}).get("name", "transformer"))
+  for cls in (model, PatchingConfig):
+    if cls is not None:
+      found = field_comments(inspect.getsource(cls))
+      comments.update({f"{cls.section}.{k}": v for k, v in found.items()})
+  for name in config_names():
+    with open(os.path.join(CONFIG_DIR, f"{name}.py")) as f:
+      comments = {**field_comments(f.read()), **comments}
+  rows = describe_fields(config, comments)
+  width = max(len(path) for path, _, _ in rows)
+  return "\n".join(f"{p:<{width}}  {v}" + (f"  # {m}" if m else "") for p, v, m in rows)
+
+
 def start_distributed() -> bool:
   """`jaxtok.distributed.initialize` from the flags; before any computation."""
   return distributed.initialize(
@@ -119,7 +149,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     if at is not None:
       spec = argv[at].split("=", 1)[1] if "=" in argv[at] else argv.pop(at + 1)
       argv[at] = f"--config={locate(spec)}"
-      _check_overrides(argv[at].split("=", 1)[1], argv)
+      config = _load(argv[at].split("=", 1)[1])
+      if "--list_fields" in argv:  # before the other flags are required
+        print(list_fields(config))
+        sys.exit(0)
+      _check_overrides(config, argv)
     elif "config" in flags.FLAGS:
       raise ConfigError(
         "--config is required: a config name "
@@ -140,12 +174,16 @@ def _config_arg(argv: list[str]) -> int | None:
   return None
 
 
-def _check_overrides(spec: str, argv: list[str]) -> None:
+def _load(spec: str):
+  """The config a located `path[:preset]` spec names."""
   path, _, preset = spec.partition(":")
   loader = importlib.util.spec_from_file_location("_checked_config", path)
   module = importlib.util.module_from_spec(loader)
   loader.loader.exec_module(module)
-  config = module.get_config(*([preset] if preset else []))
+  return module.get_config(*([preset] if preset else []))
+
+
+def _check_overrides(config, argv: list[str]) -> None:
   for a in argv[1:]:
     for prefix in ("--config.", "-config.", "--noconfig.", "-noconfig."):
       if a.startswith(prefix):
