@@ -311,6 +311,11 @@ class Checkpointer:
         f"{where}: the metadata of {item!r} is unreadable (damaged or partly written): {_reason(e)}"
       ) from e
 
+  def reload(self) -> None:
+    """Re-reads the steps on disk (after another process moved or wrote some)."""
+    if self._mngr is not None:
+      self._mngr.reload()
+
   def set_aside(self, step: int) -> str:
     """Moves a damaged step out of the checkpoint directory (never deletes it); its new path."""
     dest_root = self.directory + ".damaged"

@@ -571,9 +571,14 @@ def resume(ckpt: ckpt_lib.Checkpointer, like: dict[str, Any]) -> ckpt_lib.Restor
   if ckpt.latest_step() is None:
     return None
   restored = ckpt.restore(like, json_keys=("data", "phase"))
-  # Single-host: with several processes, one of them (after a barrier) should move it.
+  if not ckpt.skipped:
+    return restored
+  distributed.barrier("jaxtok_restored")  # every process has read before one moves
   for step, why in ckpt.skipped:
-    print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
+    if jax.process_index() == 0:
+      print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
+  distributed.barrier("jaxtok_set_aside")
+  ckpt.reload()  # the other processes see the move too
   return restored
 
 
