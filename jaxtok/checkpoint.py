@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import flags as absl_flags
 from etils import epath
 from orbax.checkpoint._src import asyncio_utils as _orbax_asyncio  # see _drained_event_loops
 
@@ -177,6 +178,8 @@ class Checkpointer:
     self._mngr = None
     if read_only and not os.path.isdir(self.directory):
       return  # nothing to read; creating the directory would be a write
+    if jax.process_count() > 1:
+      _barriers_without_devices()
     # read_only is enforced here (save refuses, close does not prune): orbax's own
     # read_only mode logs warnings on every use.
     options = ocp.CheckpointManagerOptions(
@@ -308,6 +311,11 @@ class Checkpointer:
         f"{where}: the metadata of {item!r} is unreadable (damaged or partly written): {_reason(e)}"
       ) from e
 
+  def reload(self) -> None:
+    """Re-reads the steps on disk (after another process moved or wrote some)."""
+    if self._mngr is not None:
+      self._mngr.reload()
+
   def set_aside(self, step: int) -> str:
     """Moves a damaged step out of the checkpoint directory (never deletes it); its new path."""
     dest_root = self.directory + ".damaged"
@@ -331,6 +339,20 @@ class Checkpointer:
         if not self._failed:
           raise  # after a failed write orbax re-raises it here; it was reported already
       self._mngr = None  # closing twice is a no-op
+
+
+def _barriers_without_devices() -> None:
+  """Makes orbax wait for the other processes at the JAX distributed client's barriers.
+
+  Orbax's default barrier is a device collective (`sync_global_devices`) that it also runs
+  from its background threads (metadata, async-save finalisation). Next to the training
+  step's own collectives, two processes then enqueue collectives in different orders and
+  deadlock (2 CPU processes hung in their first steps, or at the first evaluation after a
+  save). The client's barriers involve no device. Set like a command-line flag, so it holds
+  also where absl has not parsed flags.
+  """
+  flag = absl_flags.FLAGS["experimental_orbax_use_distributed_barrier"]
+  flag.value, flag.present = True, 1
 
 
 def _check_same_arrays(item: str, saved: dict, want: dict, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from typing import Any, ClassVar
 
@@ -87,3 +88,36 @@ def defaults(cls: type[Section], **overrides) -> config_dict.ConfigDict:
     out[f.name] = value
   out.update(overrides)  # keys that are not fields, e.g. the model's `name`
   return config_dict.ConfigDict(out)
+
+
+_COMMENTED = re.compile(r"\s*(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.+)$")
+
+
+def field_comments(source: str) -> dict[str, str]:
+  """{name: comment} of the source lines that set a field with a trailing comment:
+  `name: type = default  # meaning` (dataclasses) and `name=value,  # meaning` (dicts)."""
+  out: dict[str, str] = {}
+  for line in source.splitlines():
+    m = _COMMENTED.match(line)
+    if m:
+      out.setdefault(m.group(1), m.group(2).strip())
+  return out
+
+
+def describe_fields(config: Any, comments: dict[str, str]) -> list[tuple[str, str, str]]:
+  """(`a.b`, value, meaning) of every field of a config; `comments` are looked up by the
+  field's path, then by its own name where no other field has that name ("" if unknown)."""
+  leaves = []
+
+  def walk(node, prefix):
+    for key in sorted(node.keys()):
+      value, path = node[key], f"{prefix}{key}"
+      if hasattr(value, "keys"):
+        walk(value, path + ".")
+      else:
+        leaves.append((path, key, value))
+
+  walk(config, "")
+  names = [key for _, key, _ in leaves]
+  unique = lambda key: comments.get(key, "") if names.count(key) == 1 else ""
+  return [(path, repr(value), comments.get(path) or unique(key)) for path, key, value in leaves]

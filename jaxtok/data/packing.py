@@ -273,6 +273,25 @@ class PackedBatches(Iterator[Batch]):
     }
 
 
+def empty_batch(like: Batch | None = None, *, rows: int, seq_len: int) -> Batch:
+  """A batch of padding only (no tokens, no targets): what `PackedBatches` yields past the
+  end of its documents. Multi-process evaluation pads to a common batch count with it.
+
+  `like` (a batch of the same stream) gives the per-token feature keys and dtypes.
+  """
+  shape = (rows, seq_len)
+  out = {
+    "inputs": np.full(shape, codec.PAD_ID, np.int32),
+    "targets": np.full(shape, codec.PAD_ID, np.int32),
+    "segment_ids": np.zeros(shape, np.int32),
+    "positions": np.zeros(shape, np.int32),
+  }
+  for k, v in (like or {}).items():
+    if k not in out:
+      out[k] = np.zeros(shape, v.dtype)
+  return out
+
+
 # ---------------------------------------------------------------------------
 
 

@@ -61,15 +61,18 @@ def make_train_step(
   *,
   grad_accum: int = 1,
   jit: bool = True,
-  shardings=None,
+  state_shardings=None,
 ):
   """Returns step(state, batch, *frozen) -> (state, metrics); the state buffer is donated.
 
   `frozen` are further nnx.States of the model (split off with a filter) that
   are merged in but neither differentiated nor updated: a frozen base model.
+  `state_shardings` (a TrainState of shardings) pins the new state's layout to the
+  input's: left to XLA, a replicated leaf (a norm scale) may come back sharded, and the
+  next step compiles again for it.
   """
 
-  def step(state: TrainState, batch, *frozen):
+  def train_step(state: TrainState, batch, *frozen):
     grads, sums = _grads_and_sums(graphdef, loss_fn, state.params, batch, grad_accum, frozen)
     tokens = jnp.maximum(sums["tokens"], 1.0)
     grads = jax.tree.map(lambda g: g / tokens, grads)
@@ -85,18 +88,20 @@ def make_train_step(
       grad_norm=optax.tree.norm(grads),
       lr=schedule(state.step),
     )
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+    if state_shardings is not None:
+      new = jax.lax.with_sharding_constraint(new, state_shardings)
+    return new, metrics
 
   if not jit:
-    return step
-  kw = {} if shardings is None else dict(in_shardings=shardings, out_shardings=(shardings[0], None))
-  return jax.jit(step, donate_argnums=0, **kw)
+    return train_step
+  return jax.jit(train_step, donate_argnums=0)
 
 
 def make_eval_step(graphdef, loss_fn: LossFn, *, jit: bool = True):
   """Returns eval(params, batch, *frozen) -> dict of sums."""
 
-  def step(params, batch, *frozen):
+  def eval_step(params, batch, *frozen):
     return loss_fn(nnx.merge(graphdef, params, *frozen), batch)
 
-  return jax.jit(step) if jit else step
+  return jax.jit(eval_step) if jit else eval_step

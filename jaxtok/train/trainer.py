@@ -15,6 +15,7 @@ that verifies (see `jaxtok.checkpoint`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -25,11 +26,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
-from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
 from jaxtok import checkpoint as ckpt_lib
+from jaxtok import distributed
 from jaxtok import sharding as shd
 from jaxtok.configlib import require
 from jaxtok.data import corpora, packing
@@ -83,13 +85,25 @@ def validate_config(config) -> None:
 
 
 def build_params(task: Task, config, mesh):
-  """(graphdef, trainable params, frozen state) of the task's model, placed on the mesh."""
-  model = task.build_model(nnx.Rngs(config.train.seed))
-  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  """(graphdef, trainable params, frozen state) of the task's model, on the mesh.
+
+  The parameters are created directly with their shardings (one jitted initialisation
+  whose outputs are the shards): no device ever holds the whole model, so a model larger
+  than one device starts. A frozen part (a ZeTT base LM, loaded from files) is placed
+  shard by shard.
+  """
+  seed = config.train.seed
+  split = lambda model: nnx.split(model, task.trainable, ...)
+  graphdef, params, frozen = split(nnx.eval_shape(lambda: task.build_model(nnx.Rngs(seed))))
   if any(not isinstance(v, nnx.Param) for v in jax.tree.leaves(frozen, is_leaf=_is_var)):
     raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
-  place = lambda s: jax.device_put(s, shd.state_shardings(s, mesh))
-  return graphdef, place(params), place(frozen)
+  shardings = shd.state_shardings(params, mesh), shd.state_shardings(frozen, mesh)
+  if jax.tree.leaves(frozen):
+    # Its weights come from files: inside jit they would be baked into the program.
+    _, params, frozen = split(task.build_model(nnx.Rngs(seed)))
+    return graphdef, *jax.device_put((params, frozen), shardings)
+  init = jax.jit(lambda: split(task.build_model(nnx.Rngs(seed)))[1:], out_shardings=shardings)
+  return graphdef, *init()
 
 
 def _is_var(x) -> bool:
@@ -113,19 +127,24 @@ def optimizer_for(config, total_steps: int):
 def fresh_state(tx, params, mesh) -> TrainState:
   """Step 0 of a phase: these weights, a new optimizer state, all on the mesh.
 
-  Scalars (step, Adam's count) are placed on the mesh too: the step returns
-  them there, and inputs placed otherwise would recompile the step at step 2.
+  Adam's moments get their parameter's sharding from the start (left to XLA, zeros come
+  out replicated and the step would reshard them, and compile again, at step 2); scalars
+  (step, Adam's count) are replicated on the mesh, as the step returns them.
   """
-  state = TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(tx.init)(params)
-  )
   replicated = shd.replicated(mesh)
-
-  def on_mesh(x):
-    on = isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
-    return x if on else jax.device_put(x, replicated)
-
-  return jax.tree.map(on_mesh, state)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+  opt_shardings = optax.tree_map_params(
+    tx,
+    lambda _, sharding: sharding,
+    jax.eval_shape(tx.init, params),
+    param_shardings,
+    transform_non_params=lambda _: replicated,
+  )
+  return TrainState(
+    step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+    params=params,
+    opt_state=jax.jit(tx.init, out_shardings=opt_shardings)(params),
+  )
 
 
 def fresh_buffers(tree):
@@ -174,30 +193,75 @@ def to_device(
   return {k: put(k, v) for k, v in batch.items()}
 
 
-def make_batches(task: Task, config, split: str, *, seed: int, repeat: bool, shuffle: bool):
+def make_batches(
+  task: Task,
+  config,
+  split: str,
+  *,
+  seed: int,
+  repeat: bool,
+  shuffle: bool,
+  process_index: int | None = None,
+  process_count: int | None = None,
+):
+  """(corpus, packed batches of one process: its share of the documents and of the rows)."""
   d = config.data
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
   corpus = corpora.corpus_for(d, split)
   it = packing.PackedBatches(
     corpus,
-    batch_size=d.batch_size // jax.process_count(),
+    batch_size=d.batch_size // count,
     seq_len=d.seq_len,
     seed=seed,
     shuffle=shuffle,
     repeat=repeat,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
+    process_index=index,
+    process_count=count,
     encode_fn=task.encode_fn,
   )
   return corpus, it
+
+
+def validation_batches(
+  task: Task, config, *, process_index: int | None = None, process_count: int | None = None
+):
+  """(corpus, this process's host batches of the validation split: the first
+  data.eval_batches, or all with 0).
+
+  Processes hold different numbers of batches of a split (their documents differ); the
+  caller pads them to a count all processes agree on (`pad_batches`).
+  """
+  corpus, it = make_batches(
+    task,
+    config,
+    "validation",
+    seed=0,
+    repeat=False,
+    shuffle=False,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  return corpus, list(itertools.islice(it, config.data.eval_batches or None))
+
+
+def pad_batches(batches: list, count: int, rows: int, seq_len: int) -> list:
+  """`batches` + empty batches (no targets: zero tokens, zero bytes) up to `count`."""
+  if len(batches) > count:
+    raise ValueError(f"{len(batches)} batches is more than the agreed count {count}")
+  blank = packing.empty_batch(batches[0] if batches else None, rows=rows, seq_len=seq_len)
+  return batches + [blank] * (count - len(batches))
 
 
 def evaluate(eval_step, params, frozen, batches, to_dev) -> dict[str, float]:
   """Summed statistics over a fixed list of batches -> loss / bpb."""
   totals = None
   for batch in batches:
-    sums = eval_step(params, to_dev(batch), *frozen)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  return summarize(jax.device_get(totals))
+    # Fetched batch by batch: a process running far ahead of the others with many
+    # computations in flight hung in a collective (2 CPU processes, XLA's CPU client).
+    sums = jax.device_get(eval_step(params, to_dev(batch), *frozen))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+  return summarize(totals)
 
 
 @contextlib.contextmanager
@@ -269,19 +333,20 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
   host_batches = wrap(train_it)
   val_corpus, val_batches, evaluator = None, [], None
   if task.make_evaluator is None:
-    val_corpus, val_it = make_batches(
-      task, config, "validation", seed=0, repeat=False, shuffle=False
-    )
-    for batch in HostBatches(val_it, task.host_transform):
-      val_batches.append(batch)
-      if d.eval_batches and len(val_batches) >= d.eval_batches:
-        break
+    val_corpus, packed = validation_batches(task, config)
+    # Every process runs each evaluation step (a collective): they agree on the count.
+    count = distributed.agree_max(len(packed))
+    packed = pad_batches(packed, count, d.batch_size // jax.process_count(), d.seq_len)
+    val_batches = list(HostBatches(iter(packed), task.host_transform))
   else:
     evaluator = task.make_evaluator(graphdef)
 
   ckpt = workdir_lib.checkpointer(workdir, max_to_keep=t.keep, async_save=t.async_ckpt)
   try:
     restored = resume(ckpt, {"params": state.params, "opt_state": state.opt_state})
+    if restored:
+      where = f"checkpoint {ckpt.directory} step {restored.step}"
+      own_data_state = process_data_state(restored.json["data"], where)
   except BaseException:
     ckpt.close()
     raise
@@ -298,14 +363,22 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
       params=arrays["params"],
       opt_state=arrays["opt_state"],
     )
-    host_batches.set_state(js["data"])
+    host_batches.set_state(own_data_state)
     print(f"resumed from {ckpt.directory} at step {start}")
-  ckpt_lib.write_atomic(
-    os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
-  )
+  if jax.process_index() == 0:
+    ckpt_lib.write_atomic(
+      os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
+    )
 
   def phase_step():
-    return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
+    return make_train_step(
+      graphdef,
+      tx,
+      schedule,
+      phases[pi].loss_fn,
+      grad_accum=t.grad_accum,
+      state_shardings=jax.tree.map(lambda x: x.sharding, state),
+    )
 
   def evaluate_now(params_now) -> dict[str, float]:
     if evaluator is not None:
@@ -384,7 +457,8 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
       ckpt.save(
         at_step,
         {"params": state.params, "opt_state": state.opt_state},
-        {"data": data_state, "phase": phase},
+        # Each process reads its own documents: every position is saved (a collective).
+        {"data": {"processes": distributed.allgather_json(data_state)}, "phase": phase},
       )
     except ckpt_lib.NotFiniteError as e:
       what = f"the weights after step {at_step} are not finite ({e}), not saved"
@@ -497,10 +571,33 @@ def resume(ckpt: ckpt_lib.Checkpointer, like: dict[str, Any]) -> ckpt_lib.Restor
   if ckpt.latest_step() is None:
     return None
   restored = ckpt.restore(like, json_keys=("data", "phase"))
-  # Single-host: with several processes, one of them (after a barrier) should move it.
+  if not ckpt.skipped:
+    return restored
+  distributed.barrier("jaxtok_restored")  # every process has read before one moves
   for step, why in ckpt.skipped:
-    print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
+    if jax.process_index() == 0:
+      print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
+  distributed.barrier("jaxtok_set_aside")
+  ckpt.reload()  # the other processes see the move too
   return restored
+
+
+def process_data_state(saved: dict, where: str) -> dict:
+  """This process's data-iterator position from a checkpoint's "data" item.
+
+  The stream is split by process (documents and rows), so a checkpoint resumes only
+  with the process count that wrote it; another count is refused.
+  """
+  # Checkpoints of single-process runs from before per-process positions hold one state.
+  states = saved["processes"] if "processes" in saved else [saved]
+  if len(states) != jax.process_count():
+    raise ckpt_lib.CheckpointError(
+      f"{where} was written by a run of {len(states)} process(es); this run has "
+      f"{jax.process_count()}. Each process reads its own share of the data, so a run "
+      "resumes only with the process count it started with (--num_processes); another "
+      "count needs a new workdir."
+    )
+  return states[jax.process_index()]
 
 
 def step_scalars(m: dict[str, float]) -> dict[str, float]:

@@ -81,7 +81,7 @@ def test_switch_keeps_weights_resets_optimizer_and_continues_data(runs):
   tx, schedule = trainer.optimizer_for(c, STEPS - SWITCH)
   state = trainer.fresh_state(tx, at_switch["params"], shd.make_mesh())
   _, it = trainer.make_batches(task, c, "train", seed=c.train.seed, repeat=True, shuffle=True)
-  it.set_state(js["data"])
+  it.set_state(trainer.process_data_state(js["data"], "checkpoint"))  # this process's position
   step = make_train_step(graphdef, tx, schedule, task.loss_fn)
   losses = []
   for _ in range(3):
