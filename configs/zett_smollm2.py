@@ -16,7 +16,7 @@ from configs import zett_tiny
 
 def get_config():
   c = zett_tiny.get_config()
-  c.base.update(kind="gguf", gguf="smollm2", bos="<|endoftext|>", eos="<|endoftext|>")
+  c.base.update(kind="gguf", gguf="smollm2")  # bos/eos: <|endoftext|> (zett.GGUF_SPECIALS)
   c.model.update(d_model=256, n_layers=3, n_heads=4, mlp_dim=512)
   c.sampler.update(min_vocab=4096, max_vocab=12288, window=16)
   c.data.update(batch_size=4, seq_len=512, tokens_per_row=160, vocab_per_step=1024)

@@ -37,7 +37,7 @@ import numpy as np
 from flax import nnx
 
 from jaxtok.configlib import require
-from jaxtok.data import codec, corpora, packing
+from jaxtok.data import codec, corpora
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.models import hypernet as hypernet_lib
 from jaxtok.models import transfer
@@ -82,24 +82,49 @@ def validate_config(config) -> None:
 # --- the base model -------------------------------------------------------------------------
 
 
+# The document boundary a GGUF base was pretrained with, where its metadata names other
+# tokens: SmolLM2 separates documents with <|endoftext|>; its GGUF's bos/eos (<|im_start|>,
+# <|im_end|>) mark chat turns, and on raw text they score worse (bits/byte: stdlib 1.027 vs
+# 0.993, fortunes 1.981 vs 1.935). Config fields base.bos/eos/pad override these.
+GGUF_SPECIALS = {"smollm2": dict.fromkeys(("bos", "eos", "pad"), "<|endoftext|>")}
+
+
 def load_base(config) -> tuple[Transformer, ByteTokenizer]:
   """(base LM, its tokenizer at byte level) as config.base describes (a jaxtok workdir, trained
   first by the trainer as a prerequisite, or a GGUF)."""
   b = config.base
-  specials = {k: (b.get(k) or None) for k in ("bos", "eos", "pad")}
-  if b.kind == "jaxtok":
-    model, _ = workdir_lib.restore(b.workdir)
-    tok = load_tokenizer(workdir_lib.tokenizer_path(b.workdir), **specials)
-  else:
-    model, tok = load_gguf_model(sources.resolve_gguf(b.gguf))
-    if any(specials.values()):
-      tok = ByteTokenizer(tok.hf, name=tok.name, **{k: v for k, v in specials.items() if v})
+  if b.kind == "jaxtok" and not os.path.isdir(os.path.expanduser(b.workdir)):
+    raise FileNotFoundError(f"config.base.workdir={b.workdir!r} is not a jaxtok workdir")
+  spec = b.workdir if b.kind == "jaxtok" else b.gguf
+  model, tok = load_base_spec(spec, **{k: b.get(k) for k in ("bos", "eos", "pad")})
   if model.cfg.vocab_size != tok.vocab_size:
     raise ValueError(
       f"config.base: the model has {model.cfg.vocab_size} embeddings but its tokenizer's byte "
       f"view has {tok.vocab_size} tokens; they must match"
     )
   return model, tok
+
+
+def load_base_spec(spec: str, **specials) -> tuple[Transformer, ByteTokenizer]:
+  """A base LM from a jaxtok workdir or a GGUF ("smollm2" or a path): the one way every entry
+  point (training, comparison, `experiments.transfer --base` or `--hypernet`) opens a base,
+  so its bos/eos/pad, and with them what a target's specials copy, never depend on the entry
+  point. `specials` (names or ids; empty = default) override the workdir's own, then
+  GGUF_SPECIALS, then the GGUF metadata."""
+  path = os.path.expanduser(spec)
+  chosen = {k: v for k, v in specials.items() if v not in (None, "")}
+  if os.path.isdir(path):
+    model, _ = workdir_lib.restore(path)
+    return model, load_tokenizer(workdir_lib.tokenizer_path(path), **chosen)
+  model, tok = load_gguf_model(sources.resolve_gguf(spec))
+  chosen = {**GGUF_SPECIALS.get(spec, {}), **chosen}
+  if chosen:
+    tok = ByteTokenizer(tok.hf, name=tok.name, **{**_ids(tok), **chosen})
+  return model, tok
+
+
+def _ids(tok: ByteTokenizer) -> dict[str, int]:
+  return {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
 
 
 class ZettModel(nnx.Module):
@@ -207,7 +232,7 @@ def tokenize_rows(
       positions[r, filled : filled + take] = np.arange(take)
       filled += take
   rows = {"inputs": inputs, "targets": targets, "segment_ids": segments, "positions": positions}
-  return packing.with_target_bytes(rows, tok.lengths)
+  return tok.with_target_bytes(rows)
 
 
 def step_vocabulary(
@@ -437,21 +462,12 @@ def restore_hypernet(workdir: str, base: Transformer | None = None):
 # --- moving a model to a new tokenizer ------------------------------------------------------
 
 
-def load_base_spec(spec: str) -> tuple[Transformer, ByteTokenizer]:
-  """A base LM from a jaxtok workdir or a GGUF ("smollm2" or a path)."""
-  path = os.path.expanduser(spec)
-  if os.path.isdir(path):
-    model, _ = workdir_lib.restore(path)
-    return model, load_tokenizer(workdir_lib.tokenizer_path(path))
-  return load_gguf_model(sources.resolve_gguf(spec))
-
-
 def transfer_job(*, base: str, hypernet: str, tokenizer: str, out: str, method: str) -> dict:
   """The `experiments.transfer` job: writes `base` (default: the hypernetwork's own base)
   moved to `tokenizer` with embeddings from `method` as a restorable workdir `out`."""
   config = workdir_lib.load_config(hypernet) if hypernet else None
   if base:
-    model, base_tok = load_base_spec(base)
+    model, base_tok = load_base_spec(base)  # the same specials as the hypernetwork's base
   elif config is not None:
     model, base_tok = load_base(config)
   else:
