@@ -218,20 +218,21 @@ def test_sidecar_is_json(tmp_path):
 
 
 def _with_endoftext():
-  hf = train_tokenizer("bpe", TRAIN, 400)
+  hf = train_tokenizer("bpe", TRAIN + ["if a <b and c <d: pass"] * 20, 400)  # " <" is a token
   hf.add_special_tokens(["<|endoftext|>"])
   return hf
 
 
 def test_spelled_special_token_is_text_by_default():
   """As llama.cpp (parse_special=false) and `transformers` with split_special_tokens=True."""
-  text = "end<|endoftext|>next"
+  text = "end <|endoftext|>next"
   view = ByteTokenizer(_with_endoftext(), bos="<|endoftext|>")
   ref = _with_endoftext()
   ref.encode_special_tokens = True  # HF's switch for the same rule
   ids = view.encode(text)
   assert ids.tolist() == ref.encode(text, add_special_tokens=False).ids
   assert view.bos_id not in ids and view.decode(ids) == text.encode()
+  assert b" <" in [view.vocab[i] for i in ids]  # one text, not cut where the special was
 
 
 def test_parse_special_maps_a_spelled_special_token_to_its_id(tmp_path):
