@@ -12,8 +12,13 @@ Each step (after an identity warm-up stage):
      scores the next tokens;
   4. loss = LM cross-entropy + aux_weight x L2 to the base embeddings of
      tokens that exist in the base vocabulary.
-The identity stage before it trains the hypernetwork to reproduce the base
-embeddings from the base tokenizer's own tokens (MIMICK-style).
+The identity stage before it (its own phase: its own optimizer and schedule)
+trains the hypernetwork to reproduce base embeddings (MIMICK-style). A base
+token read as itself is trivial in the residual form (its FVT already is its
+embedding, so loss and gradient are 0), so half of each identity batch reads
+base tokens split at a random byte into other base tokens: the hypernetwork
+learns to predict a token's embedding from its parts, which is what it must do
+for every token a base vocabulary lacks.
 
 This is a task of the common trainer (`config.model.name="hypernet"`; the
 model section holds the hypernetwork's fields): the trainable state is the
@@ -177,6 +182,31 @@ def _aux_l2(model: ZettModel, e_in, e_out, shared_ids):
   return jnp.sum(jnp.where(ok, d, 0.0)) / jnp.maximum(ok.sum(), 1)
 
 
+def identity_batch(
+  base: ByteTokenizer, size: int, max_len: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+  """`size` rows of base tokens to reproduce: the first half decomposed as themselves, the
+  rest (tokens of >= 2 bytes) split at a random byte, each side in base tokens."""
+  content = np.flatnonzero(base.lengths[: base.hf_size] > 0)
+  multi = content[base.lengths[content] >= 2]
+  n_self = size // 2 if len(multi) else size
+  ids = np.concatenate(
+    [
+      rng.choice(content, size=n_self, replace=n_self > len(content)),
+      rng.choice(multi, size=size - n_self, replace=size - n_self > len(multi)),
+    ]
+  ).astype(np.int32)
+  decomp = np.full((size, max_len), -1, np.int32)
+  decomp[:n_self, 0] = ids[:n_self]
+  cuts = [int(rng.integers(1, base.lengths[i])) for i in ids[n_self:]]
+  halves = [h for i, k in zip(ids[n_self:], cuts) for h in (base.vocab[i][:k], base.vocab[i][k:])]
+  parts = base.encode_pieces(halves)
+  for r, (left, right) in enumerate(zip(parts[::2], parts[1::2]), start=n_self):
+    row = np.concatenate([left, right])[:max_len]
+    decomp[r, : len(row)] = row
+  return {"decomp": decomp, "base_ids": ids}
+
+
 def identity_loss(model: ZettModel, batch):
   """Squared error of the predicted embeddings of base tokens to their own embeddings."""
   emb_in, emb_out = model.base.embedding_tables()
@@ -303,7 +333,6 @@ class ZettBatches:
     )
     self._window: collections.deque = collections.deque(maxlen=s.window)
     self._step = 0
-    self._base_ids = np.flatnonzero(base_tok.lengths[: base_tok.hf_size] > 0)
 
   def __iter__(self):
     return self
@@ -323,11 +352,7 @@ class ZettBatches:
     rng = self._rng()
     max_len = self.config.model.max_len
     if self._step < t.identity_steps:
-      n = t.identity_batch
-      ids = rng.choice(self._base_ids, size=n, replace=n > len(self._base_ids)).astype(np.int32)
-      decomp = np.full((len(ids), max_len), -1, np.int32)
-      decomp[:, 0] = ids  # a base token decomposes to itself
-      batch = {"decomp": decomp, "base_ids": ids}
+      batch = identity_batch(self.base, t.identity_batch, max_len, rng)
     else:
       pieces = self._read_text()
       tok = self.sampler.sample(rng)
