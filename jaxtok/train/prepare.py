@@ -11,8 +11,9 @@ restoring the workdir later never opens a corpus:
 * a BLT's mean bytes per patch (`patching.bytes_per_patch`, for FLOP
   accounting) is measured on training batches, and precomputed entropies
   (`patching.entropies=precomputed`) are computed if missing (`patching.entropy_store`);
-* a ZeTT run gets its base workdir and its evaluation tokenizers (trained or
-  fetched once, copied into the workdir: `eval.tokenizer_files`).
+* a ZeTT run gets its base workdir, its evaluation tokenizers (trained or
+  fetched once, copied into the workdir: `eval.tokenizer_files`) and, with
+  `data.mix`, its mixed-language training text (`jaxtok.train.zett.prepare`).
 
 On resume, what the workdir already recorded is reused, not recomputed; a
 config whose tokenizer differs from the one in the workdir is refused before
@@ -32,9 +33,10 @@ from jaxtok.models import entropy_model
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.patching.config import PatchingConfig
 from jaxtok.patching.entropy import precompute, store_dir
-from jaxtok.tokenizers import bpe, targets
+from jaxtok.tokenizers import bpe
 from jaxtok.tokenizers.byte_view import sidecar_path
 from jaxtok.tokenizers.load import load_tokenizer
+from jaxtok.train import zett
 from jaxtok.train.blt_task import (
   BLTBatches,
   blt_encode_fn,
@@ -210,14 +212,4 @@ def zett_base_workdir(config, workdir: str) -> str:
 def _zett(config, workdir: str) -> None:
   if config.base.kind == "jaxtok":
     config.base.workdir = zett_base_workdir(config, workdir)
-  files = {}
-  for spec in [s.strip() for s in config.eval.tokenizers.split(",") if s.strip()]:
-    name = spec.replace(":", "")
-    path = os.path.join(os.path.abspath(workdir), "eval_tokenizers", f"{name}.json")
-    if not os.path.exists(path):
-      tok = targets.make_target(spec, config)
-      with tempfile.TemporaryDirectory() as tmp:
-        tok.save(os.path.join(tmp, "tok.json"))
-        _copy_tokenizer(os.path.join(tmp, "tok.json"), path)
-    files[name] = path
-  config.eval.tokenizer_files = files
+  zett.prepare(config, workdir)
