@@ -80,8 +80,8 @@ def test_identity_step_changes_the_residual_hypernetwork():
 
 
 def test_shared_tokens_keep_their_base_embeddings():
-  """copy_shared (the default): a step's tokens whose bytes are a base token copy its
-  embedding exactly; only the others are predicted."""
+  """copy_shared: a step's tokens whose bytes are a base token copy its embedding exactly;
+  only the others are predicted."""
   base, tok = _base()
   other = [open(m.__file__).read() for m in (json, os)]
   target = ByteTokenizer(train_tokenizer("bpe", other, 1200))  # tokens the base lacks
@@ -93,11 +93,10 @@ def test_shared_tokens_keep_their_base_embeddings():
   assert shared.sum() > 20 and (~shared & b["vocab_valid"] & (plain["copy_ids"] < 0)).sum() > 20
   np.testing.assert_array_equal(b["copy_ids"][shared], plain["shared_ids"][shared])
   assert (b["shared_ids"] == -1).all()  # nothing left for the auxiliary loss
-  model = zett.build(HypernetConfig.from_dict(_config().model), base, nnx.Rngs(0))
+  model = zett.build(HypernetConfig(copy_shared=True), base, nnx.Rngs(0))
   e_in, _ = model.predict(jnp.asarray(b["decomp"]), jnp.asarray(b["copy_ids"]))
   emb = np.asarray(base.embedding_tables()[0])
   np.testing.assert_array_equal(np.asarray(e_in)[shared], emb[b["copy_ids"][shared]])
-  assert zett_tiny.get_config().model.copy_shared
 
 
 def test_embedding_losses_do_not_depend_on_the_base_embedding_scale():
