@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -94,6 +96,7 @@ def main() -> None:
   parser.add_argument("--set", action="append", default=[], help="BLT config override a.b=v")
   parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--json", default="", help="also write the numbers to this JSON file")
   args = parser.parse_args()
 
   blt_cfg = load_config(args.blt, args.set)
@@ -120,6 +123,10 @@ def main() -> None:
     )
   ratio = rates["BLT"] / rates["byte transformer"]
   print(f"BLT / byte transformer training bytes/s: {ratio:.2f}x")
+  if args.json:
+    out = dict(bytes_per_s=rates, ratio=ratio, load_average=os.getloadavg())
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

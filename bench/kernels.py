@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -244,6 +245,7 @@ def main() -> None:
   parser.add_argument("--small", action="store_true", help="CPU-sized preset")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--patch_size", type=float, default=4.5, help="mean bytes per patch")
+  parser.add_argument("--json", default="", help="also write the tables to this JSON file")
   args = parser.parse_args()
   preset = PRESETS["small" if args.small else "full"]
   device = jax.devices()[0]
@@ -258,12 +260,20 @@ def main() -> None:
       "CPU: the Pallas kernels run in interpret mode, so these ratios are the cost of "
       "checking them here, not kernel speed. No GPU was lent in the session that wrote this."
     )
+  tables = {
+    "attention": bench_attention(preset, args, dtype, rng),
+    "scaling": bench_scaling(preset, args, dtype),
+    "pooling": bench_pooling(preset, args, dtype, rng),
+  }
   print("\n## Attention (ratios: other / pallas time; > 1 = kernel faster)\n")
-  print(table(bench_attention(preset, args, dtype, rng)))
+  print(table(tables["attention"]))
   print("\n## Kernel forward vs window (one row): time follows the visited blocks\n")
-  print(table(bench_scaling(preset, args, dtype)))
+  print(table(tables["scaling"]))
   print("\n## Segment pooling (ratios: xla / pallas time)\n")
-  print(table(bench_pooling(preset, args, dtype, rng)))
+  print(table(tables["pooling"]))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({**tables, "device": device.device_kind, "load_average": os.getloadavg()}, f)
 
 
 if __name__ == "__main__":

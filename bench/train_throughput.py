@@ -10,6 +10,7 @@ and prints MFU = model FLOP/s / matmul FLOP/s. Model FLOPs are jaxtok.models.flo
 (6N-style, causal attention counted as the keys actually visible).
 """
 
+import json
 import os
 import statistics
 import sys
@@ -35,6 +36,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved measurement rounds.")
 _STEPS = flags.DEFINE_integer("steps", 4, "Train steps per round.")
 _MATMUL = flags.DEFINE_integer("matmul", 2048, "Side of the square reference matmul.")
 _PROFILE = flags.DEFINE_string("profile_dir", "", "If set, write a jax.profiler trace here.")
+_JSON = flags.DEFINE_string("json", "", "If set, also write the numbers to this JSON file.")
 
 
 def timed(fn, n):
@@ -121,6 +123,18 @@ def main(argv):
   )
   print(f"{n}x{n} matmul FLOP/s:        {mm_flops / 1e9:8.1f} GFLOP/s")
   print(f"MFU (model / matmul FLOP/s):  {model_flops / mm_flops:8.3f}")
+  if _JSON.value:
+    out = dict(
+      config=f"{config.model.name} d={config.model.get('d_model')} dtype={config.model.dtype}",
+      bytes_per_s=bytes_per_step / step,
+      pipeline_bytes_per_s=bytes_per_step / pipe,
+      model_gflops=model_flops / 1e9,
+      matmul_gflops=mm_flops / 1e9,
+      mfu=model_flops / mm_flops,
+      load_average=os.getloadavg(),
+    )
+    with open(_JSON.value, "w") as f:
+      json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

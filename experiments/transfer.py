@@ -3,9 +3,12 @@ r"""Move a base LM to a new tokenizer with embeddings from a hypernetwork (or a 
   python -m experiments.transfer --hypernet=workdirs/zett_tiny/hypernet \
       --tokenizer=gguf:gpt-2 --out=workdirs/zett_tiny/gpt2
 
---base defaults to the hypernetwork's own base (its config); it can name a jaxtok workdir or
-a GGUF ("smollm2" or a path). --tokenizer is a tokenizer.json, .model, .gguf, a directory,
-or a spec such as "gguf:gpt-2" / "bpe:2048". The result loads with `jaxtok.restore(out)`.
+--base defaults to the hypernetwork's own base (its config); it can name a jaxtok workdir, a
+GGUF ("smollm2" or a path) or a Hugging Face Llama / Mistral / Qwen2 checkpoint with its
+tokenizer ("hf:<hub id or directory>", e.g. --base=hf:HuggingFaceTB/SmolLM2-135M).
+--tokenizer is a tokenizer.json, .model, .gguf, a directory, or a spec such as "gguf:gpt-2",
+"bpe:2048" or "hf:Qwen/Qwen2.5-0.5B". The result loads with `jaxtok.restore(out)`;
+`python -m experiments.export --workdir=OUT --out=DIR` writes it in the Hugging Face layout.
 """
 
 from absl import app, flags, logging
@@ -16,7 +19,9 @@ from jaxtok.models import workdir as workdir_lib
 from jaxtok.tokenizers.load import load_tokenizer
 from jaxtok.train import zett
 
-_BASE = flags.DEFINE_string("base", "", "jaxtok workdir or GGUF (default: the hypernet's base).")
+_BASE = flags.DEFINE_string(
+  "base", "", "jaxtok workdir, GGUF or hf:<id or dir> (default: the hypernet's base)."
+)
 _HYPERNET = flags.DEFINE_string(
   "hypernet", "", "hypernetwork workdir (needed for --method=hypernet)."
 )

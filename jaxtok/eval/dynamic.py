@@ -79,7 +79,7 @@ def evaluate_dynamic(
     lengths = np.concatenate([base_tok.lengths, [len(b) for b in new], np.zeros(pad)])
     valid = np.arange(v + max_new) < v + len(new)
     out = _sums(graphdef, params, ext_in, ext_out, valid, _rows(seqs, lengths, batch_docs, width))
-    return np.array([float(out["loss_sum"]), float(out["bytes"]), float(out["tokens"])])
+    return np.array([float(out["bpb_nats"]), float(out["bytes"]), float(out["tokens"])])
 
   rows = []
   for m in merges:

@@ -19,15 +19,33 @@ Rows that see nothing (empty or padding patches, bytes without a latent yet)
 get zeros from `attention`, never NaN.
 
 Deliberate differences from the reference implementation (facebookresearch/blt):
-* Patch layouts have a static patch count per row (`max_patches`); bytes beyond
-  it are predicted by the local models alone and counted as overflow.
-* Space patching: byte t reads the latent of the patch *before its own*. The
-  reference shifts patch ids by one for every scheme, which for space patches
-  tells byte t whether byte t+1 is a boundary (the label leaks); entropy and
-  static patches keep the reference alignment (patch before byte t+1's).
+* Patch layouts have a static patch count per row (`max_patches`); in training,
+  bytes beyond it are predicted by the local models alone and counted as
+  overflow; evaluation (`blt_eval_loss`) has a slot per byte, so nothing overflows.
+* Packed rows: the latent's positions restart at each document's first patch.
+* Space patching with jaxtok's earlier rule (`patching.space_rule="start"`: a
+  space-like byte starts a patch) reads, for byte t, the latent of the patch
+  *before its own*: that boundary depends on byte t+1, which the reference
+  alignment would leak. The reference rule ("end", the default) and entropy and
+  static patches keep the reference alignment (the patch before byte t+1's).
 * Hash n-gram windows and patches never cross document boundaries in packed rows.
 * No BOE padding tokens; positions 0 and 1 of every document piece start patches
   (so the BOS byte is a patch of its own), whatever the scheme.
+
+Reference-compatible switches (what the released weights were trained with; the
+Hugging Face import sets them, `jaxtok.models.reference` lists them all):
+* `cross_attn_double_residual`: the reference's cross-attention module returns
+  `out + x` and its caller adds `x` again, so each cross-attention computes 2x + O;
+  jaxtok's default is the usual residual x + O.
+* `latent_final_norm`: jaxtok ends the latent transformer with an RMSNorm; the
+  reference has none (the decoder's cross-attention normalises its keys anyway).
+* `cross_attn_window_encoder/decoder`: a patch query (encoder) or a byte (decoder)
+  sees the bytes / latents of its own patch and the w-1 patches before it, in its
+  document; 1 (the default, and the released models') is own-patch attention.
+* `ffn_multiple_of`: the SwiGLU width 8d/3 is rounded up to this multiple (reference 256).
+* `init`: "jaxtok" (normal σ = fan_in^-1/2, residual outputs scaled by 1/sqrt(2·depth),
+  embeddings σ = 1) or "reference" (truncated normal at ±3σ, σ = fan_in^-1/2 for every
+  linear layer and d^-1/2 for the byte and hash embeddings).
 """
 
 from __future__ import annotations
@@ -37,7 +55,7 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 from jaxtok import patching
 from jaxtok.configlib import Section
@@ -60,6 +78,8 @@ from jaxtok.nn import attention as attn_lib
 from jaxtok.nn import pooling, stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
 
+INITS = ("jaxtok", "reference")
+
 
 @dataclasses.dataclass(frozen=True)
 class BLTConfig(Section):
@@ -78,6 +98,12 @@ class BLTConfig(Section):
   cross_attn_heads: int = 4
   cross_attn_all_layers_encoder: bool = False
   cross_attn_all_layers_decoder: bool = False
+  cross_attn_window_encoder: int = 1  # patches a patch query sees: its own and w-1 before
+  cross_attn_window_decoder: int = 1  # latents a byte sees: the one it reads and w-1 before
+  cross_attn_double_residual: bool = False  # True: 2x + O (reference), False: x + O
+  latent_final_norm: bool = True  # RMSNorm after the latent transformer (reference: none)
+  ffn_multiple_of: int = 64  # SwiGLU width rounding when mlp_dim_* is None (reference: 256)
+  init: str = "jaxtok"  # parameter init: "jaxtok" or "reference" (truncated normal)
   hash_vocab: int = 4096  # buckets per hash table; 0 = no hash n-gram embeddings
   hash_ngram_sizes: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
   hash_functions: int = 1
@@ -114,6 +140,10 @@ class BLTConfig(Section):
     need(self.d_local % self.n_heads_local == 0, "n_heads_local", "must divide d_local")
     need(self.d_global % self.n_heads_global == 0, "n_heads_global", "must divide d_global")
     need(self.cross_attn_k >= 1, "cross_attn_k", "must be >= 1")
+    for f in ("cross_attn_window_encoder", "cross_attn_window_decoder"):
+      need(getattr(self, f) >= 1, f, "must be >= 1 (1 = own patch only)")
+    need(self.ffn_multiple_of >= 1, "ffn_multiple_of", "must be >= 1")
+    need(self.init in INITS, "init", f"one of {INITS}")
     need(self.d_local % self.cross_attn_heads == 0, "cross_attn_heads", "must divide d_local")
     need(self.hash_vocab >= 0, "hash_vocab", "must be >= 0 (0 = no hash embeddings)")
     need(self.hash_functions >= 1, "hash_functions", "must be >= 1")
@@ -138,7 +168,7 @@ class BLTConfig(Section):
       d_model=self.d_local,
       n_layers=n_layers,
       n_heads=self.n_heads_local,
-      mlp_dim=self.mlp_dim_local,
+      mlp_dim=self.mlp_dim_local or mlp_hidden_dim(self.d_local, self.ffn_multiple_of),
       rope_theta=self.rope_theta,
       sliding_window=self.local_window,
       norm_eps=self.norm_eps,
@@ -156,7 +186,7 @@ class BLTConfig(Section):
       n_layers=self.n_layers_global,
       n_heads=self.n_heads_global,
       n_kv_heads=self.n_kv_heads_global,
-      mlp_dim=self.mlp_dim_global,
+      mlp_dim=self.mlp_dim_global or mlp_hidden_dim(self.d_global, self.ffn_multiple_of),
       rope_theta=self.rope_theta,
       norm_eps=self.norm_eps,
       dtype=self.dtype,
@@ -177,6 +207,48 @@ class BLTConfig(Section):
     """Decoder layers preceded by a cross-attention (the first one, or all)."""
     n = self.n_layers_decoder
     return tuple(range(n)) if self.cross_attn_all_layers_decoder else (0,)
+
+
+def residual(x, y, double: bool):
+  """x + y, or the reference's 2x + y (its cross-attention returns y + x, and the caller adds x)."""
+  return (x + x if double else x) + y
+
+
+@struct.dataclass
+class Pieces:
+  """Document piece number (1, 2, ... along a row; 0: padding) of every byte and patch slot.
+
+  Windowed cross-attention offsets patch ids by `window * piece`, so that a window of
+  patches never reaches into an earlier document of a packed row.
+  """
+
+  byte_BxT: jax.Array
+  patch_BxP: jax.Array
+
+  @classmethod
+  def of(cls, lay: patching.PatchLayout, segment_ids_BxT) -> Pieces:
+    valid = segment_ids_BxT > 0
+    prev = jnp.pad(segment_ids_BxT[:, :-1], ((0, 0), (1, 0)))
+    piece = jnp.cumsum(valid & (segment_ids_BxT != prev), axis=1, dtype=jnp.int32)
+    piece = jnp.where(valid, piece, 0)
+    b, p = lay.patch_seg_BxP.shape
+    slot = jnp.where(lay.enc_seg_BxT > 0, lay.enc_seg_BxT - 1, p)
+    rows = jnp.arange(b)[:, None]
+    patch = jnp.zeros((b, p), jnp.int32).at[rows, slot].max(piece, mode="drop")
+    return cls(byte_BxT=piece, patch_BxP=patch)
+
+
+def windowed_mask(q_seg, kv_seg, q_piece, kv_piece, window: int) -> attn_lib.Mask:
+  """Cross-attention mask: equal patch ids (window 1), or kv patch in [q - window + 1, q]."""
+  if window == 1:
+    return attn_lib.Mask(q_segment_ids=q_seg, kv_segment_ids=kv_seg, causal=False)
+  shift = lambda seg, piece: jnp.where(seg > 0, seg + window * piece, 0)
+  return attn_lib.Mask(
+    q_segment_ids=shift(q_seg, q_piece),
+    kv_segment_ids=shift(kv_seg, kv_piece),
+    causal=False,
+    segment_window=window,
+  )
 
 
 class CrossAttention(nnx.Module):
@@ -248,12 +320,12 @@ class LocalEncoder(nnx.Module):
     """C x B x T x D: the byte states each cross-attention reads (every layer's, or the last's)."""
     return outs_LxBxTxD if self.cfg.cross_attn_all_layers_encoder else x_BxTxD[None]
 
-  def __call__(self, x_BxTxD, positions_BxT, self_mask, lay: patching.PatchLayout):
-    """(byte states [B, T, D], patch vectors [B, P, k*D])."""
+  def __call__(self, x_BxTxD, positions_BxT, self_mask, lay: patching.PatchLayout, pieces=None):
+    """(byte states [B, T, D], patch vectors [B, P, k*D]); `pieces` for windowed cross-attention."""
     every = self.cfg.cross_attn_all_layers_encoder
     x_BxTxD, outs = apply_blocks(self.blocks, x_BxTxD, positions_BxT, self_mask, emit=every)
     states = self._cross_states(x_BxTxD, outs)
-    return x_BxTxD, self.patch_vectors(states, lay.enc_seg_BxT, lay.patch_seg_BxP)
+    return x_BxTxD, self.patch_vectors(states, lay.enc_seg_BxT, lay.patch_seg_BxP, pieces)
 
   def step(self, x_Bx1xD, t, cache: RingCache):
     """Byte t through the blocks: (its state, its states the cross-attentions read, cache)."""
@@ -263,8 +335,9 @@ class LocalEncoder(nnx.Module):
     )
     return x, self._cross_states(x, outs), cache
 
-  def patch_vectors(self, states_CxBxTxD, byte_seg_BxT, patch_seg_BxP):
-    """[B, P, k*D]: k queries per patch, refined by cross-attention to the bytes of the patch.
+  def patch_vectors(self, states_CxBxTxD, byte_seg_BxT, patch_seg_BxP, pieces=None):
+    """[B, P, k*D]: k queries per patch, refined by cross-attention to the bytes of the patch
+    (and of the `cross_attn_window_encoder` - 1 patches before it: `pieces` needed).
 
     byte_seg_BxT: patch index + 1 of each byte (0: in no patch); patch_seg_BxP: j + 1 for
     the slots in use (0: empty). The queries project the max-pool of the patch's byte
@@ -276,12 +349,18 @@ class LocalEncoder(nnx.Module):
       states_CxBxTxD[0], byte_seg_BxT - 1, p, "max", impl=cfg.pool_impl
     )
     q = self.pool_proj(pooled_BxPxD).reshape(b, p * k, cfg.d_local)
-    mask = attn_lib.Mask(
-      q_segment_ids=jnp.repeat(patch_seg_BxP, k, axis=1), kv_segment_ids=byte_seg_BxT, causal=False
+    w = cfg.cross_attn_window_encoder
+    q_piece, kv_piece = (None, None) if w == 1 else (pieces.patch_BxP, pieces.byte_BxT)
+    mask = windowed_mask(
+      jnp.repeat(patch_seg_BxP, k, axis=1),
+      byte_seg_BxT,
+      None if q_piece is None else jnp.repeat(q_piece, k, axis=1),
+      kv_piece,
+      w,
     )
 
     def body(cross, q, s_BxTxD):
-      return q + cross(q, s_BxTxD, mask), None
+      return residual(q, cross(q, s_BxTxD, mask), cfg.cross_attn_double_residual), None
 
     q, _ = stack.run(self.cross, body, q, states_CxBxTxD, scan=cfg.scan_layers, remat=cfg.remat)
     return q.reshape(b, p, k * cfg.d_local)
@@ -290,12 +369,16 @@ class LocalEncoder(nnx.Module):
 class LatentTransformer(nnx.Module):
   """Causal transformer over a [B, P, D] sequence of patch vectors (no embedding, no head)."""
 
-  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: TransformerConfig, *, final_norm: bool = True, rngs: nnx.Rngs):
     self.cfg = cfg
     self.blocks = make_blocks(cfg, rngs)
-    self.final_norm = RMSNorm(
-      cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype]
-    )
+    if final_norm:
+      self.final_norm = RMSNorm(
+        cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype]
+      )
+
+  def _norm(self, h):
+    return self.final_norm(h) if hasattr(self, "final_norm") else h
 
   def __call__(self, h_BxPxD, *, segment_ids_BxP=None, positions_BxP=None):
     b, p, _ = h_BxPxD.shape
@@ -303,7 +386,7 @@ class LatentTransformer(nnx.Module):
       positions_BxP = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     mask = attn_lib.Mask.self_attention(segment_ids_BxP)
     h, _ = apply_blocks(self.blocks, h_BxPxD, positions_BxP, mask)
-    return self.final_norm(h)
+    return self._norm(h)
 
   def init_cache(self, batch: int, max_patches: int) -> KVCache:
     return init_kv_cache(self.cfg, batch, max_patches)
@@ -311,7 +394,7 @@ class LatentTransformer(nnx.Module):
   def decode(self, h_Bx1xD, cache: KVCache) -> tuple[jax.Array, KVCache]:
     """The next patch, continuing the cached ones (one document per cache)."""
     h, cache = decode_with_cache(self.blocks, h_Bx1xD, cache)
-    return self.final_norm(h), cache
+    return self._norm(h), cache
 
 
 class LocalDecoder(nnx.Module):
@@ -348,11 +431,11 @@ class LocalDecoder(nnx.Module):
 
     `block_fn(block, x, block_x)` runs one block; `gate` (a bool) zeroes the cross-attention.
     """
-    scan = self.cfg.scan_layers
+    scan, double = self.cfg.scan_layers, self.cfg.cross_attn_double_residual
 
     def cross_fn(cross, x, kv_c):
       y = cross.attend(x, *kv_c, cross_mask)
-      return x + (y if gate is None else jnp.where(gate, y, 0.0).astype(x.dtype))
+      return residual(x, y if gate is None else jnp.where(gate, y, 0.0).astype(x.dtype), double)
 
     if self.cfg.cross_attn_all_layers_decoder:  # one scan over (cross-attention, block) pairs
 
@@ -366,12 +449,18 @@ class LocalDecoder(nnx.Module):
     )
     return stack.run(self.blocks, block_fn, x, block_xs, scan=scan, remat=remat)
 
-  def __call__(self, x_BxTxD, g_BxPxDg, positions_BxT, self_mask, lay: patching.PatchLayout):
-    """Logits [B, T, 260]: byte t reads the latent of patch dec_seg_BxT[t] - 1."""
-    cross_mask = attn_lib.Mask(
-      q_segment_ids=lay.dec_seg_BxT,
-      kv_segment_ids=jnp.repeat(lay.patch_seg_BxP, self.cfg.cross_attn_k, axis=1),
-      causal=False,
+  def __call__(
+    self, x_BxTxD, g_BxPxDg, positions_BxT, self_mask, lay: patching.PatchLayout, pieces=None
+  ):
+    """Logits [B, T, 260]: byte t reads the latent of patch dec_seg_BxT[t] - 1 (and the
+    `cross_attn_window_decoder` - 1 latents before it: `pieces` needed)."""
+    k, w = self.cfg.cross_attn_k, self.cfg.cross_attn_window_decoder
+    cross_mask = windowed_mask(
+      lay.dec_seg_BxT,
+      jnp.repeat(lay.patch_seg_BxP, k, axis=1),
+      None if w == 1 else pieces.byte_BxT,
+      None if w == 1 else jnp.repeat(pieces.patch_BxP, k, axis=1),
+      w,
     )
 
     def block_fn(block, x, _):
@@ -423,8 +512,12 @@ class BLT(nnx.Module):
       self.to_global = Linear(
         k_width, cfg.d_global, ("mlp", "embed"), rngs=rngs, dtype=dtype, param_dtype=pdtype
       )
-    self.latent = LatentTransformer(cfg.global_config(), rngs=rngs)
+    self.latent = LatentTransformer(
+      cfg.global_config(), final_norm=cfg.latent_final_norm, rngs=rngs
+    )
     self.decoder = LocalDecoder(cfg, rngs=rngs)
+    if cfg.init == "reference":
+      reference_init(self, rngs)
 
   def _project(self, patches_BxPxKD):
     return self.to_global(patches_BxPxKD) if hasattr(self, "to_global") else patches_BxPxKD
@@ -437,6 +530,10 @@ class BLT(nnx.Module):
   def local_mask(self, segment_ids_BxT) -> attn_lib.Mask:
     return attn_lib.Mask.self_attention(segment_ids_BxT, window=self.cfg.local_window)
 
+  def _pieces(self, lay, segment_ids_BxT) -> Pieces | None:
+    windows = (self.cfg.cross_attn_window_encoder, self.cfg.cross_attn_window_decoder)
+    return Pieces.of(lay, segment_ids_BxT) if max(windows) > 1 else None
+
   # --- stages over whole rows ---
 
   def embed(self, ids_BxT, hash_ids_BxTxK=None) -> jax.Array:
@@ -445,22 +542,33 @@ class BLT(nnx.Module):
 
   def encode(self, x_BxTxD, lay, *, segment_ids_BxT, positions_BxT):
     """(byte states [B, T, d_local], patch vectors [B, P, d_global]) of the local encoder."""
-    x_BxTxD, patches = self.encoder(x_BxTxD, positions_BxT, self.local_mask(segment_ids_BxT), lay)
+    mask, pieces = self.local_mask(segment_ids_BxT), self._pieces(lay, segment_ids_BxT)
+    x_BxTxD, patches = self.encoder(x_BxTxD, positions_BxT, mask, lay, pieces)
     return x_BxTxD, self._project(patches)
 
   def latent_states(self, h_BxPxDg, segment_ids_BxP) -> jax.Array:
-    """The latent transformer over patch vectors (documents = segment ids): [B, P, d_global]."""
-    return self.latent(h_BxPxDg, segment_ids_BxP=segment_ids_BxP)
+    """The latent transformer over patch vectors (documents = segment ids): [B, P, d_global].
+
+    Positions restart at every document's first patch (as in cached generation), so a
+    document's latents do not depend on what is packed before it in the row.
+    """
+    positions_BxP = patching.segment_positions(segment_ids_BxP)
+    return self.latent(h_BxPxDg, segment_ids_BxP=segment_ids_BxP, positions_BxP=positions_BxP)
 
   def decode(self, x_BxTxD, g_BxPxDg, lay, *, segment_ids_BxT, positions_BxT) -> jax.Array:
     """Next-byte logits [B, T, 260] from byte states and latents (`lay` says who reads what)."""
-    mask = self.local_mask(segment_ids_BxT)
-    return self.decoder(x_BxTxD, g_BxPxDg, positions_BxT, mask, lay)
+    mask, pieces = self.local_mask(segment_ids_BxT), self._pieces(lay, segment_ids_BxT)
+    return self.decoder(x_BxTxD, g_BxPxDg, positions_BxT, mask, lay, pieces)
 
   # --- single-step stages (one sequence, cached) ---
 
   def init_caches(self, batch: int, ring: int, max_patches: int):
     """(encoder ring cache, latent KV cache, decoder ring cache); rings hold `ring` bytes."""
+    if max(self.cfg.cross_attn_window_encoder, self.cfg.cross_attn_window_decoder) > 1:
+      raise NotImplementedError(
+        "cached generation reads one patch per cross-attention: with cross_attn_window_encoder/"
+        "decoder > 1 use the uncached generator (generate_blt_uncached, --uncached)"
+      )
     return (
       init_ring_cache(self.encoder.lcfg, batch, ring),
       self.latent.init_cache(batch, max_patches),
@@ -527,6 +635,25 @@ class BLT(nnx.Module):
     return self.forward(ids_BxT, **kw)[0]
 
 
+# --- reference init -----------------------------------------------------------------------------
+
+
+def reference_init(model: nnx.Module, rngs: nnx.Rngs) -> None:
+  """Redraws the parameters of `model` as the BLT reference initialises them.
+
+  Every linear kernel [..., in, out]: truncated normal at ±3σ with σ = in^-1/2 (the
+  reference's attention, FFN and projection rules all reduce to the fan-in); embedding
+  tables [..., V, d]: the same with σ = d^-1/2; norm scales stay 1.
+  """
+  for path, var in nnx.iter_graph(model):
+    if not isinstance(var, nnx.Param) or not path or path[-1] not in ("kernel", "embedding"):
+      continue
+    shape = var.shape
+    std = (shape[-2] if path[-1] == "kernel" else shape[-1]) ** -0.5
+    draw = jax.random.truncated_normal(rngs.params(), -3.0, 3.0, shape, jnp.float32)
+    var.set_value((draw * std).astype(var.dtype))
+
+
 # --- FLOPs --------------------------------------------------------------------------------------
 
 
@@ -534,12 +661,13 @@ def blt_flops(cfg: BLTConfig, seq_len: int, bytes_per_patch: float) -> Flops:
   """Forward FLOPs per byte, by part ("encoder/...", "global/...", "decoder/...").
 
   Per-patch work is divided by the mean patch size; attention counts only the
-  keys a query can see (its patch for the encoder cross-attention, k latent
-  vectors for the decoder's, the causal window for self-attention).
+  keys a query can see (the bytes of its window of patches for the encoder
+  cross-attention, k vectors per latent in the window for the decoder's, the
+  causal window for self-attention).
   """
   d, k, bpp = cfg.d_local, cfg.cross_attn_k, bytes_per_patch
   hd = d // cfg.n_heads_local
-  local_mlp = cfg.mlp_dim_local or mlp_hidden_dim(d)
+  local_mlp = cfg.local_config(1).hidden_dim
   ctx = visible_keys(seq_len, cfg.local_window)
 
   def local(n_layers, vocab):
@@ -560,7 +688,8 @@ def blt_flops(cfg: BLTConfig, seq_len: int, bytes_per_patch: float) -> Flops:
   enc_cross = {
     # per byte: k and v; per patch: k queries (q, o projections), scores over the patch's bytes
     "cross_attn_proj": n_enc_cross * 2.0 * (2 * d * d + k * 2 * d * d / bpp),
-    "cross_attn_scores": n_enc_cross * 2.0 * 2 * d * k,  # = 2*2*d*k*bpp per patch / bpp
+    # = 2*2*d*k*bpp*w per patch / bpp: k queries over the bytes of w patches
+    "cross_attn_scores": n_enc_cross * 2.0 * 2 * d * k * cfg.cross_attn_window_encoder,
     "pool_proj": 2.0 * d * k * d / bpp,
   }
   gcfg = cfg.global_config()
@@ -582,7 +711,7 @@ def blt_flops(cfg: BLTConfig, seq_len: int, bytes_per_patch: float) -> Flops:
     "latent_proj": 2.0 * cfg.d_global * k * d / bpp,
     # per byte: q and o; per latent: k keys and values; scores over k vectors
     "cross_attn_proj": n_dec_cross * 2.0 * (2 * d * d + k * 2 * d * d / bpp),
-    "cross_attn_scores": n_dec_cross * 2.0 * 2 * d * k,
+    "cross_attn_scores": n_dec_cross * 2.0 * 2 * d * k * cfg.cross_attn_window_decoder,
   }
   return (
     Flops({**enc, **enc_cross}).prefixed("encoder/")
@@ -603,17 +732,32 @@ def flops_by_part(flops: Flops) -> dict[str, float]:
 # --- loss ----------------------------------------------------------------------------------------
 
 
-def blt_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow)."""
+def blt_loss(
+  model: BLT, batch: dict[str, jax.Array], *, max_patches: int | None = None
+) -> dict[str, jax.Array]:
+  """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow).
+
+  `max_patches` overrides the model's patch slots; "overflow_sum" always counts the
+  bytes that the model's own slots (`cfg.max_patches`) leave without a patch, so it
+  reports training's overflow also where the loss runs with more slots.
+  """
   logits, lay = model.forward(
     batch["inputs"],
     patch_starts=batch["patch_starts"],
     hash_ids=batch.get("hash_ids"),
     segment_ids=batch["segment_ids"],
     positions=batch["positions"],
+    max_patches=max_patches,
   )
   sums = token_ce_sums(logits, batch["targets"])
   sums["patches"] = jnp.sum(lay.lengths_BxP > 0).astype(jnp.float32)
   sums["patch_bytes"] = jnp.sum(lay.lengths_BxP).astype(jnp.float32)
-  sums["overflow_bytes"] = jnp.sum(lay.overflow_B).astype(jnp.float32)
+  overflow = (batch["segment_ids"] > 0) & (lay.patch_ids_BxT >= model.cfg.max_patches)
+  sums["overflow_sum"] = jnp.sum(overflow).astype(jnp.float32)  # logged per step as "overflow"
   return sums
+
+
+def blt_eval_loss(model: BLT, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """`blt_loss` with a patch slot per byte of the row: no byte overflows, so a
+  document's predictions do not depend on the documents packed before it."""
+  return blt_loss(model, batch, max_patches=batch["inputs"].shape[1])

@@ -2,10 +2,13 @@
 over micro-batches, devices and evaluation batches.
 
 Bits-per-byte follows BLT: BPB = sum of cross-entropy (nats) / ln 2 / number of
-bytes of text predicted. For byte models the bytes are the targets that are
-real bytes (id >= 4); the cost of predicting EOS is counted in the numerator,
-as it is part of coding the document. Token models pass `target_bytes` (the
-UTF-8 length of each target token) so their BPB is comparable with bytes.
+bytes of text predicted, both over the targets that stand for bytes. For byte
+models these are the real bytes (id >= 4); token models pass `target_bytes` (the
+exact byte length of each target token), so their BPB is over the same bytes.
+EOS stands for no byte: its cost is left out of the numerator as it is out of
+the denominator, for every kind of model (byte LM, token LM, BLT, ZeTT), so BPB
+is the cost of the document's bytes alone. Training still learns EOS: it is in
+"loss_sum"; "bpb_nats" is the BPB numerator.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ LN2 = math.log(2.0)
 def token_ce_sums(
   logits_BxTxV: jax.Array, targets_BxT: jax.Array, target_bytes_BxT: jax.Array | None = None
 ) -> dict[str, jax.Array]:
-  """{"loss_sum": Σ CE nats, "tokens": #predicted, "bytes": #bytes predicted}."""
+  """{"loss_sum": Σ CE nats, "tokens": #predicted, "bytes": #bytes predicted,
+  "bpb_nats": Σ CE nats of the targets that stand for bytes}."""
   mask = targets_BxT >= 0
   ce = optax.softmax_cross_entropy_with_integer_labels(
     logits_BxTxV.astype(jnp.float32), jnp.maximum(targets_BxT, 0)
@@ -35,6 +39,7 @@ def token_ce_sums(
     "loss_sum": jnp.sum(jnp.where(mask, ce, 0.0)),
     "tokens": jnp.sum(mask).astype(jnp.float32),
     "bytes": jnp.sum(jnp.where(mask, target_bytes_BxT, 0)).astype(jnp.float32),
+    "bpb_nats": jnp.sum(jnp.where(mask & (target_bytes_BxT > 0), ce, 0.0)),
   }
 
 
@@ -62,6 +67,6 @@ def foreign_embedding_sums(
 def summarize(sums: dict[str, float]) -> dict[str, float]:
   """Mean loss per token and bits per byte from summed statistics."""
   tokens, nbytes = max(float(sums["tokens"]), 1.0), max(float(sums["bytes"]), 1.0)
-  out = {"loss": float(sums["loss_sum"]) / tokens, "bpb": float(sums["loss_sum"]) / LN2 / nbytes}
-  out.update({k: float(v) for k, v in sums.items() if k not in ("loss_sum",)})
+  out = {"loss": float(sums["loss_sum"]) / tokens, "bpb": float(sums["bpb_nats"]) / LN2 / nbytes}
+  out.update({k: float(v) for k, v in sums.items() if k not in ("loss_sum", "bpb_nats")})
   return out

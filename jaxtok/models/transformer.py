@@ -35,9 +35,12 @@ class TransformerConfig(Section):
   n_heads: int = 4
   n_kv_heads: int | None = None  # None: = n_heads (plain multi-head attention)
   head_dim: int | None = None  # None: d_model // n_heads
+  qkv_bias: bool = False  # biases on the query/key/value projections (Qwen2)
   mlp_dim: int | None = None  # None: Llama sizing from d_model
   rope_theta: float = 10000.0
   rope_layout: str = "interleaved"  # "interleaved" (GPT-J/BLT/GGUF) or "half" (HF Llama)
+  # Llama 3.1 RoPE scaling: (factor, low_freq_factor, high_freq_factor, original context)
+  rope_scaling: tuple | None = None  # 4 floats (a plain `tuple`: config placeholders need a type)
   sliding_window: int | None = None  # keys further back than this are masked
   norm_eps: float = 1e-5
   tie_embeddings: bool = False
@@ -49,6 +52,13 @@ class TransformerConfig(Section):
 
   section: ClassVar[str] = "model"
   ignored: ClassVar[frozenset[str]] = frozenset({"name"})  # the task's name
+
+  @classmethod
+  def from_dict(cls, d, **overrides) -> TransformerConfig:
+    d = dict(d)
+    if d.get("rope_scaling") is not None:  # JSON gives a list; configs are hashed
+      d["rope_scaling"] = tuple(float(v) for v in d["rope_scaling"])
+    return super().from_dict(d, **overrides)
 
   def validate(self) -> None:
     need = self.need
@@ -69,6 +79,11 @@ class TransformerConfig(Section):
     )
     need(self.head_size % 2 == 0, "head_dim", "must be even for RoPE")
     need(self.rope_layout in ("interleaved", "half"), "rope_layout", "'interleaved' or 'half'")
+    need(
+      self.rope_scaling is None or len(self.rope_scaling) == 4,
+      "rope_scaling",
+      "None or (factor, low_freq_factor, high_freq_factor, original context)",
+    )
     need(
       self.sliding_window is None or self.sliding_window > 0,
       "sliding_window",
@@ -137,9 +152,10 @@ class Attention(nnx.Module):
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     d, n, kv, h = cfg.d_model, cfg.n_heads, cfg.num_kv_heads, cfg.head_size
     kw = dict(rngs=rngs, dtype=DTYPES[cfg.dtype], param_dtype=DTYPES[cfg.param_dtype])
-    self.wq = Linear(d, n * h, ("embed", "heads"), **kw)
-    self.wk = Linear(d, kv * h, ("embed", "kv_heads"), **kw)
-    self.wv = Linear(d, kv * h, ("embed", "kv_heads"), **kw)
+    b = cfg.qkv_bias
+    self.wq = Linear(d, n * h, ("embed", "heads"), bias=b, **kw)
+    self.wk = Linear(d, kv * h, ("embed", "kv_heads"), bias=b, **kw)
+    self.wv = Linear(d, kv * h, ("embed", "kv_heads"), bias=b, **kw)
     out_std = (n * h) ** -0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
     self.wo = Linear(n * h, d, ("heads", "embed"), init=nnx.initializers.normal(out_std), **kw)
     self.cfg = cfg
@@ -150,7 +166,7 @@ class Attention(nnx.Module):
     q = self.wq(x_BxTxD).reshape(b, t, cfg.n_heads, cfg.head_size)
     k = self.wk(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_size)
     v = self.wv(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_size)
-    rope = dict(theta=cfg.rope_theta, layout=cfg.rope_layout)
+    rope = dict(theta=cfg.rope_theta, layout=cfg.rope_layout, scaling=cfg.rope_scaling)
     return apply_rope(q, positions_BxT, **rope), apply_rope(k, positions_BxT, **rope), v
 
   def __call__(self, x_BxTxD, positions_BxT, mask: attn_lib.Mask):

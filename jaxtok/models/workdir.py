@@ -32,7 +32,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise ckpt_lib.CheckpointError(f"{workdir} has no {CONFIG_FILE}: not a jaxtok workdir")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = json.load(f)
+  patching = config.get("patching") or {}
+  if patching.get("scheme") == "space" and "space_rule" not in patching:
+    patching["space_rule"] = "start"  # written before the reference rule became the default
+  return ml_collections.ConfigDict(config)
 
 
 def model_config(config) -> TransformerConfig | BLTConfig:

@@ -29,7 +29,7 @@ def param(
 
 
 class Linear(nnx.Module):
-  """y = x @ W (no bias): W is [in, out] with logical names `names`."""
+  """y = x @ W (+ b with `bias`): W is [in, out] with logical names `names`, b is [out]."""
 
   def __init__(
     self,
@@ -41,13 +41,17 @@ class Linear(nnx.Module):
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     init: Initializer | None = None,
+    bias: bool = False,
   ):
     init = init or nnx.initializers.normal(stddev=d_in**-0.5)
     self.kernel = param(rngs, init, (d_in, d_out), names, param_dtype)
+    if bias:
+      self.bias = param(rngs, nnx.initializers.zeros, (d_out,), names[1:], param_dtype)
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    return y + self.bias[...].astype(self.dtype) if hasattr(self, "bias") else y
 
 
 class RMSNorm(nnx.Module):

@@ -3,7 +3,13 @@ the static-shape patch layout a BLT consumes, and an incremental patcher for gen
 
 from jaxtok.patching.config import BLT_THRESHOLD, PatchingConfig
 from jaxtok.patching.incremental import IncrementalPatcher, PatcherState
-from jaxtok.patching.layout import PatchLayout, layout, patch_ids, patch_lengths
+from jaxtok.patching.layout import (
+  PatchLayout,
+  layout,
+  patch_ids,
+  patch_lengths,
+  segment_positions,
+)
 from jaxtok.patching.rules import (
   entropy_starts,
   forced_starts,
@@ -27,6 +33,7 @@ __all__ = [
   "patch_ids",
   "patch_lengths",
   "patch_starts",
+  "segment_positions",
   "space_starts",
   "spacelike",
   "static_starts",

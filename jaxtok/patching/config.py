@@ -8,7 +8,8 @@ from typing import ClassVar
 from jaxtok.configlib import Section
 
 SCHEMES = ("static", "space", "entropy")
-ENTROPY_RULES = ("global", "monotonic", "topk")
+ENTROPY_RULES = ("global", "monotonic", "global_monotonic", "topk")
+SPACE_RULES = ("end", "start")
 ENTROPY_SOURCES = ("on_the_fly", "precomputed")
 # BLT's default global entropy threshold (nats).
 BLT_THRESHOLD = 1.335442066192627
@@ -17,8 +18,15 @@ BLT_THRESHOLD = 1.335442066192627
 @dataclasses.dataclass(frozen=True)
 class PatchingConfig(Section):
   scheme: str = "entropy"  # "static" (MEGABYTE-like), "space" (SpaceByte-like) or "entropy"
-  rule: str = "global"  # entropy rule: "global" H_t > θ, "monotonic" H_t - H_{t-1} > θ, "topk"
+  # entropy rule: "global" H_t > θ, "monotonic" H_t - H_{t-1} > θ, "global_monotonic"
+  # H_t > θ and H_t - H_{t-1} > threshold_add, "topk"
+  rule: str = "global"
   threshold: float = BLT_THRESHOLD  # θ in nats, for the global and monotonic rules
+  threshold_add: float = 0.0  # global_monotonic: the bound on H_t - H_{t-1}
+  monotonic_start_at_2: bool = False  # monotonic rule: byte 2 always starts a patch (reference)
+  space_rule: str = (
+    "end"  # space scheme: a space-like byte "end"s its patch (reference) or "start"s one
+  )
   top_k: int = 0  # topk rule: this many highest-entropy bytes per row start patches
   patch_size: int = 4  # static rule: bytes per patch
   max_patch_length: int = 0  # 0 = unbounded; else longer patches are split every this many bytes
@@ -36,6 +44,7 @@ class PatchingConfig(Section):
 
     need(self.scheme in SCHEMES, "scheme", f"one of {SCHEMES}")
     need(self.rule in ENTROPY_RULES, "rule", f"one of {ENTROPY_RULES}")
+    need(self.space_rule in SPACE_RULES, "space_rule", f"one of {SPACE_RULES}")
     need(self.patch_size >= 1, "patch_size", "must be >= 1")
     need(self.max_patch_length >= 0, "max_patch_length", "must be >= 0 (0 = unbounded)")
     need(self.max_patches >= 0, "max_patches", "must be >= 0 (0 = one per byte)")
@@ -56,9 +65,12 @@ class PatchingConfig(Section):
     """Whether the boundary before byte t+1 is known from bytes <= t.
 
     True for static and entropy patches (H(x_{t+1} | x_<=t) is computed before
-    x_{t+1} exists), so byte t may read the latent of its own, finished patch;
-    False for space patches, whose boundary depends on byte t+1 itself.
+    x_{t+1} exists) and for the reference space rule (byte t+1 starts a patch when
+    byte t ends one), so byte t may read the latent of its own, finished patch;
+    False for the "start" space rule, whose boundary depends on byte t+1 itself.
     """
+    if self.scheme == "space":
+      return self.space_rule == "end"
     return self.scheme == "static" or (self.scheme == "entropy" and self.rule != "topk")
 
   @property

@@ -11,8 +11,10 @@ entropy H = -sum p ln p (nats) of its prediction of byte t+1 ("next entropy");
   stores the entropies (float16) in an array_record file next to the data,
   keyed by the SHA-1 of the document; `EntropyStore` looks them up, so BLT
   training does not run the entropy model. A document is scored in windows of
-  the entropy model's training length R, advancing by R/2, so every byte has
-  between R/2 and R bytes of context (the first R bytes: all before them).
+  the entropy model's training length R that start at multiples of R/2 from the
+  document start, each byte in the first window that holds it: every byte has
+  between R/2 and R bytes of context (the first R bytes: all before them), and
+  its entropy depends on the bytes before it only (`_windows`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from tqdm.auto import tqdm
 from jaxtok.data import codec
 
 _DIGEST = 20  # SHA-1 bytes at the start of every record
+# In the store's key: version 1 placed the last windows by the document's length (the
+# entropies of a byte depended on the bytes after it); its files must not be reused.
+_STORE_VERSION = 2
 
 
 def entropy_from_logits(logits_BxTxV: jax.Array) -> jax.Array:
@@ -48,14 +53,22 @@ def per_byte_entropies(next_entropies_BxT: np.ndarray) -> np.ndarray:
 
 
 def _windows(n: int, r: int) -> list[tuple[int, int, int]]:
-  """(start, keep_from, end) windows covering [0, n): run [start, end), keep [keep_from, end)."""
-  if n <= r:
-    return [(0, 0, n)]
+  """(start, keep_from, end) windows covering [0, n): run [start, end), keep [keep_from, end).
+
+  Windows of length r start at multiples of r // 2 from the document start, and each
+  byte is kept from the first window that holds it (the one with the most bytes before
+  it). Where a window starts, and so a byte's entropy, depends only on the byte's index,
+  never on the document's length: entropies are causal, and a prefix of a document gets
+  the same entropies as the document (a window cut short by the end is causal-masked
+  the same as a whole one).
+  """
   stride = max(1, r // 2)
-  out = [(0, 0, r)]
-  while out[-1][2] < n:
-    end = min(n, out[-1][2] + stride)
-    out.append((end - r, out[-1][2], end))
+  out: list[tuple[int, int, int]] = []
+  start = keep = 0
+  while keep < n:
+    end = min(n, start + r)
+    out.append((start, keep, end))
+    start, keep = start + stride, end
   return out
 
 
@@ -104,7 +117,7 @@ def document_entropies(em, docs: Iterable[bytes], batch_size: int = 16):
 
 def store_dir(data_dir: str, data_name: str, val_fraction: float, fingerprint: str) -> str:
   """Where the entropies of corpus `data_name` under one entropy model live."""
-  key = json.dumps([data_name, val_fraction, fingerprint])
+  key = json.dumps([data_name, val_fraction, fingerprint, _STORE_VERSION])
   digest = hashlib.sha1(key.encode()).hexdigest()[:16]
   return os.path.join(os.path.expanduser(data_dir), "entropies", digest)
 

@@ -4,6 +4,9 @@ Rows hold at most `max_patches` (P) patches. Bytes of a patch beyond the P-th
 ("overflow") belong to no patch slot: the encoder pools nothing from them and
 the decoder gives them no latent, so they are predicted by the local models
 alone; `overflow_B` counts them so a config whose P is too small shows up.
+Whether a byte overflows depends on the patches of the documents before it in
+the row, so evaluation uses P = T slots (`models.blt.blt_eval_loss`): no byte
+can overflow and a document's predictions do not depend on its neighbours.
 
 Segment ids below are what `jaxtok.nn.attention.Mask` needs: 0 means "sees
 nothing / is never seen", and equal non-zero ids attend to each other.
@@ -31,6 +34,18 @@ def patch_ids(starts_BxT: jax.Array, segment_ids_BxT: jax.Array) -> jax.Array:
   """Index of the patch each byte belongs to (0-based per row); -1 for padding."""
   ids = jnp.cumsum(starts_BxT.astype(jnp.int32), axis=1) - 1
   return jnp.where(segment_ids_BxT > 0, ids, -1)
+
+
+def segment_positions(segment_ids_BxN: jax.Array) -> jax.Array:
+  """Index of each element in its run of equal segment ids: 0 where a document starts.
+
+  The latent transformer's positions: a document's patches are numbered from 0 in
+  every row, whatever is packed before it.
+  """
+  idx = jnp.arange(segment_ids_BxN.shape[1], dtype=jnp.int32)
+  prev = jnp.pad(segment_ids_BxN[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+  first = jax.lax.cummax(jnp.where(segment_ids_BxN != prev, idx, 0), axis=1)
+  return idx - first
 
 
 def patch_lengths(starts_BxT, segment_ids_BxT, max_patches: int) -> jax.Array:

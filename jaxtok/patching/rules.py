@@ -41,12 +41,34 @@ def spacelike(ids_BxN: jax.Array) -> jax.Array:
   return ~(alnum | continuation)
 
 
-def space_starts(ids_BxN, positions_BxN, segment_ids_BxN) -> jax.Array:
-  """A spacelike byte starts a patch unless the byte before it was spacelike too."""
+def _shift(x_BxN, fill=False):
+  """x[t-1] at t (`fill` at t = 0)."""
+  return jnp.pad(x_BxN[:, :-1], ((0, 0), (1, 0)), constant_values=fill)
+
+
+def space_ends(ids_BxN) -> jax.Array:
+  """Bytes that end their patch under the reference rule: a spacelike byte after a
+  non-spacelike one, or a special id (< 4)."""
   s = spacelike(ids_BxN)
-  prev = jnp.pad(s[:, :-1], ((0, 0), (1, 0)))
-  rule = s & ~prev & (positions_BxN >= 2) & (segment_ids_BxN > 0)
-  return forced_starts(positions_BxN, segment_ids_BxN) | rule
+  return (s & ~_shift(s)) | (ids_BxN < OFFSET)
+
+
+def space_starts(ids_BxN, positions_BxN, segment_ids_BxN, rule: str = "end") -> jax.Array:
+  """Space patching.
+
+  end (the reference): byte t starts a patch iff byte t-1 ends one (`space_ends`), so the
+      boundary before byte t depends only on bytes < t;
+  start: a spacelike byte starts a patch unless the byte before it was spacelike too.
+  """
+  if rule == "end":
+    by_rule = _shift(space_ends(ids_BxN))
+  elif rule == "start":
+    s = spacelike(ids_BxN)
+    by_rule = s & ~_shift(s)
+  else:
+    raise ValueError(f"space rule must be 'end' or 'start', got {rule!r}")
+  by_rule &= (positions_BxN >= 2) & (segment_ids_BxN > 0)
+  return forced_starts(positions_BxN, segment_ids_BxN) | by_rule
 
 
 def entropy_starts(
@@ -56,22 +78,30 @@ def entropy_starts(
   *,
   rule: str = "global",
   threshold: float = 0.0,
+  threshold_add: float = 0.0,
+  monotonic_start_at_2: bool = False,
   top_k: int = 0,
 ) -> jax.Array:
   """BLT entropy patching.
 
   global:    t starts a patch iff H_t > threshold;
-  monotonic: t starts a patch iff H_t - H_{t-1} > threshold;
+  monotonic: t starts a patch iff H_t - H_{t-1} > threshold (and, with
+             `monotonic_start_at_2` as in the reference, byte 2 always does);
+  global_monotonic: t starts a patch iff H_t > threshold and H_t - H_{t-1} > threshold_add;
   topk:      the `top_k` bytes of the row with the highest H_t start patches
              (looks at the whole row, so it is not causal).
   """
   h = entropies_BxN.astype(jnp.float32)
   candidate = (positions_BxN >= 2) & (segment_ids_BxN > 0)
+  rise = h - _shift(h, 0.0)
   if rule == "global":
     rule_starts = h > threshold
   elif rule == "monotonic":
-    prev = jnp.pad(h[:, :-1], ((0, 0), (1, 0)))
-    rule_starts = h - prev > threshold
+    rule_starts = rise > threshold
+    if monotonic_start_at_2:
+      rule_starts |= positions_BxN == 2
+  elif rule == "global_monotonic":
+    rule_starts = (h > threshold) & (rise > threshold_add)
   elif rule == "topk":
     n = h.shape[1]
     k = min(top_k, n)
@@ -80,7 +110,9 @@ def entropy_starts(
     rows = jnp.arange(h.shape[0])[:, None]
     rule_starts = jnp.zeros(h.shape, bool).at[rows, idx].set(jnp.isfinite(vals))
   else:
-    raise ValueError(f"entropy rule must be 'global', 'monotonic' or 'topk', got {rule!r}")
+    raise ValueError(
+      f"entropy rule must be 'global', 'monotonic', 'global_monotonic' or 'topk', got {rule!r}"
+    )
   return forced_starts(positions_BxN, segment_ids_BxN) | (candidate & rule_starts)
 
 
@@ -105,7 +137,7 @@ def patch_starts(
   if cfg.scheme == "static":
     starts = static_starts(positions_BxN, segment_ids_BxN, cfg.patch_size)
   elif cfg.scheme == "space":
-    starts = space_starts(ids_BxN, positions_BxN, segment_ids_BxN)
+    starts = space_starts(ids_BxN, positions_BxN, segment_ids_BxN, cfg.space_rule)
   elif cfg.scheme == "entropy":
     if entropies_BxN is None:
       raise ValueError("entropy patching needs the entropies of the bytes")
@@ -115,6 +147,8 @@ def patch_starts(
       segment_ids_BxN,
       rule=cfg.rule,
       threshold=cfg.threshold,
+      threshold_add=cfg.threshold_add,
+      monotonic_start_at_2=cfg.monotonic_start_at_2,
       top_k=cfg.top_k,
     )
   else:

@@ -1,9 +1,10 @@
 """Byte-level BPE tokenizers trained with HF `tokenizers`, and their byte view.
 
 Token-level baselines (BLT's BPE transformer, patch-level training) train a
-byte-level BPE on the training split. Every token then stands for an exact
-byte string, so bits-per-byte can be computed per token and compared with
-byte-level models on the same text.
+byte-level BPE on the training split. Models read it through its exact byte
+view (`byte_view.ByteTokenizer`): every token stands for an exact byte string
+and any bytes, valid UTF-8 or not, encode losslessly, so bits-per-byte are
+over the same bytes as byte-level models.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import os
 from collections.abc import Iterable
 
-import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"  # ids 0, 1, 2: the byte codec's layout
@@ -58,34 +58,9 @@ def train_bpe(texts: Iterable[bytes | str], vocab_size: int) -> Tokenizer:
 
 
 def _as_text(t: bytes | str) -> str:
-  # HF tokenizers take str: invalid UTF-8 becomes U+FFFD (rare in text corpora).
+  # HF tokenizers train on str: invalid UTF-8 becomes U+FFFD in the training text only
+  # (encoding goes through the byte view, which keeps every byte).
   return t.decode("utf-8", errors="replace") if isinstance(t, bytes) else t
-
-
-def token_bytes(tok: Tokenizer) -> list[bytes]:
-  """The exact byte string of every token id of a byte-level BPE (specials: b"")."""
-  table = _unicode_to_byte()
-  out = [b""] * tok.get_vocab_size()
-  for token, i in tok.get_vocab().items():
-    if token not in SPECIALS:
-      out[i] = bytes(table[c] for c in token)
-  return out
-
-
-def token_byte_lengths(tok: Tokenizer) -> np.ndarray:
-  """int32 [vocab]: bytes each token stands for (0 for specials)."""
-  return np.array([len(b) for b in token_bytes(tok)], np.int32)
-
-
-def make_encoder(tok: Tokenizer):
-  """bytes -> int32 ids with <s> ... </s>, for the packing iterator."""
-  bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
-
-  def encode(doc: bytes) -> np.ndarray:
-    ids = tok.encode(_as_text(doc)).ids
-    return np.asarray([bos, *ids, eos], np.int32)
-
-  return encode
 
 
 def get_or_train(corpus, vocab_size: int, cache_dir: str, max_docs: int = 2000) -> str:

@@ -9,7 +9,8 @@ Rules (README, "Zero-Shot Tokenizer Transfer"):
   add_dummy_prefix, llama.cpp's BERT word starts, byte-level add_prefix_space)
   has `prefix == b" "`: `encode(text)` is its own ids, which spell
   `prefix + text`, and `target_bytes` counts the token after BOS one byte
-  short, so bits per byte still divide by the bytes of the text.
+  short, so bits per byte still divide by the bytes of the text (a document
+  whose first token is the bare dummy space counts it as its one byte).
 * Lossy tokenizers. Where the real ids do not spell the text (WordPiece drops
   whitespace and lowercases, unknown tokens, NFKC), the gaps and mismatching
   tokens are re-covered greedily with the longest tokens of the view.
@@ -144,6 +145,10 @@ class ByteTokenizer:
   def _special(self, given: int | str | None, candidates: Sequence[str], fallback: str) -> int:
     """Resolves a special token by id, by name, or by the usual names; appends it if absent."""
     if isinstance(given, int):
+      if given == len(self.vocab):  # a special this view appended when it was saved
+        self.vocab.append(b"")
+        self.names.append(fallback)
+        return given
       if not 0 <= given < len(self.vocab):
         raise ValueError(f"special token id {given} outside the vocabulary of {len(self.vocab)}")
       return given
@@ -301,8 +306,10 @@ class ByteTokenizer:
     less the dummy prefix for the first token of a document (the target of a BOS)."""
     n = np.where(targets >= 0, self.lengths[np.maximum(targets, 0)], 0)
     if self.prefix:
+      # A first token that is the bare dummy space keeps 1 byte: tokens of 0 bytes (eos)
+      # are left out of bits per byte, and its prediction belongs to the text's code length.
       first = (inputs == self.bos_id) & (n > 0)
-      n = n - len(self.prefix) * first
+      n = np.where(first, np.maximum(n - len(self.prefix), 1), n)
     return n.astype(np.int32)
 
   def with_target_bytes(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from jaxtok import hub
 from jaxtok.tokenizers import gguf_file
 from jaxtok.tokenizers.byte_view import ByteTokenizer, sidecar_path
 
@@ -50,12 +51,15 @@ class TokenizerLoadError(ValueError):
 
 
 def load_tokenizer(path: str, *, parse_special: bool | None = None, **specials) -> ByteTokenizer:
-  """A ByteTokenizer from a tokenizer.json, a directory holding one, a `.model` or a `.gguf`.
+  """A ByteTokenizer from a tokenizer.json, a directory holding one, a `.model`, a `.gguf`,
+  or `hf:<hub id or directory>` (a hub id resolves through huggingface_hub's cache).
 
   `specials` (bos=, eos=, pad=; ids or names) override the defaults: a sidecar
   written by `ByteTokenizer.save`, the GGUF metadata, or the usual names.
   `parse_special` (see `ByteTokenizer`; default: the sidecar's, else False).
   """
+  if hub.is_spec(path):
+    path = hub.resolve(path, patterns=("tokenizer.json", "tokenizer_config.json"))
   path = os.path.expanduser(path)
   if os.path.isdir(path):
     path = os.path.join(path, "tokenizer.json")

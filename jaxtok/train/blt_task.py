@@ -13,7 +13,7 @@ import numpy as np
 from jaxtok import patching
 from jaxtok.data import codec, hashing
 from jaxtok.models import workdir as workdir_lib
-from jaxtok.models.blt import BLT, BLTConfig, blt_flops, blt_loss, flops_by_part
+from jaxtok.models.blt import BLT, BLTConfig, blt_eval_loss, blt_flops, blt_loss, flops_by_part
 from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.patching.entropy import EntropyStore, per_byte_entropies
 from jaxtok.train.task import Task
@@ -127,13 +127,16 @@ def blt_task(config) -> Task:
   def eval_results(sums: dict[str, float]) -> dict[str, float]:
     return {
       "val_bytes_per_patch": sums["patch_bytes"] / max(sums["patches"], 1.0),
-      "val_overflow_fraction": sums["overflow_bytes"] / max(sums["tokens"], 1.0),
+      # Share of validation bytes the training slots would leave without a patch (the
+      # evaluation itself has a slot per byte).
+      "val_overflow_fraction": sums["overflow_sum"] / max(sums["tokens"], 1.0),
     }
 
   return Task(
     name=f"blt_{pcfg.scheme}",
     build_model=lambda rngs: BLT(cfg, rngs=rngs),
     loss_fn=blt_loss,
+    eval_loss_fn=blt_eval_loss,
     flops=flops,
     encode_fn=blt_encode_fn(pcfg),
     host_transform=BLTBatches(pcfg, cfg),

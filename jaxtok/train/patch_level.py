@@ -148,10 +148,11 @@ def patch_layout(inputs_BxN: jax.Array, targets_BxN: jax.Array, k: int) -> dict[
 
 
 def patch_loss(model: Transformer, batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
-  """Summed patch-level loss of long rows: {"loss_sum", "tokens", "bytes"} like `lm_loss`.
+  """Summed patch-level loss of long rows: {"loss_sum", "tokens", "bytes", "bpb_nats"} like
+  `lm_loss`.
 
   `tokens` counts the predicted tokens, so loss_sum / tokens is the mean over
-  patches of the mean over k, and loss_sum / ln 2 / bytes a bits-per-byte.
+  patches of the mean over k, and bpb_nats / ln 2 / bytes a bits-per-byte.
   """
   lay = patch_layout(batch["inputs"], batch["targets"], k)
   emb_BxPxD = jnp.mean(model.embed(lay["ids_BxPxK"]), axis=2)
@@ -172,6 +173,7 @@ def patch_loss(model: Transformer, batch: dict[str, jax.Array], k: int) -> dict[
     "loss_sum": jnp.sum(jnp.where(valid, nll_BxPxK, 0.0)),
     "tokens": jnp.sum(valid).astype(jnp.float32),
     "bytes": jnp.sum(jnp.where(valid, nbytes, 0)).astype(jnp.float32),
+    "bpb_nats": jnp.sum(jnp.where(valid & (nbytes > 0), nll_BxPxK, 0.0)),  # EOS: as lm_loss
   }
 
 

@@ -76,10 +76,12 @@ def make_train_step(
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(sums)
+    # The cross-entropy of the targets that stand for bytes (losses.py); a loss without
+    # it (an L2 warm-up) reports loss_sum per byte.
+    nats, nbytes = sums.get("bpb_nats", sums["loss_sum"]), sums.get("bytes", tokens)
     metrics.update(
       loss=sums["loss_sum"] / tokens,
-      # A loss with an auxiliary term reports its cross-entropy part as "ce_sum".
-      bpb=sums.get("ce_sum", sums["loss_sum"]) / LN2 / jnp.maximum(sums.get("bytes", tokens), 1.0),
+      bpb=nats / LN2 / jnp.maximum(nbytes, 1.0),
       grad_norm=optax.tree.norm(grads),
       lr=schedule(state.step),
     )

@@ -44,6 +44,8 @@ class Task:
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # reported in results
   # final validation sums (loss_sum, tokens, bytes and the loss's own) -> more results
   eval_results: Callable[[dict[str, float]], dict[str, Any]] | None = None
+  # The loss of validation batches, where it differs from loss_fn (a BLT: no patch overflow).
+  eval_loss_fn: LossFn | None = None
 
 
 class HostBatches:

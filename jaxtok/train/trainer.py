@@ -275,12 +275,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     return evaluate(eval_step, params_now, frozen, val_batches, to_dev)
 
   train_step = phase_step()
-  eval_step = make_eval_step(graphdef, task.loss_fn)
+  eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
 
   pending: list[tuple[int, int, dict]] = []  # (step, phase, device metrics) not yet fetched
-  window = dict(bytes=0.0, tokens=0.0, ce_sum=0.0, time=0.0)  # since the last log line
+  window = dict(bytes=0.0, tokens=0.0, bpb_nats=0.0, time=0.0)  # since the last log line
   clock = {"t": time.perf_counter(), "train_time": 0.0, "steps": 0}
   last_train: dict[str, float] = {}
   data_state = host_batches.get_state()
@@ -299,7 +299,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       for k in ("bytes", "tokens"):
         window[k] += float(m[k])
         stats[i][k] += float(m[k])
-      window["ce_sum"] += float(m.get("ce_sum", m["loss_sum"]))
+      window["bpb_nats"] += float(m.get("bpb_nats", m["loss_sum"]))
     last_train.update({k: float(fetched[-1][k]) for k in ("loss", "bpb", "grad_norm", "lr")})
     pending.clear()
 
@@ -325,7 +325,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     last_train.update(
       bytes_per_s=window["bytes"] / secs,
       tokens_per_s=window["tokens"] / secs,
-      bpb_window=window["ce_sum"] / math.log(2) / max(window["bytes"], 1.0),
+      bpb_window=window["bpb_nats"] / math.log(2) / max(window["bytes"], 1.0),
     )
     writer.write(step, last_train, prefix=f"{phases[pi].name}/")
     writer.flush()
@@ -334,7 +334,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
       bpb=f"{last_train['bpb_window']:.3f}",
       bytes_s=f"{last_train['bytes_per_s']:.0f}",
     )
-    window.update(bytes=0.0, tokens=0.0, ce_sum=0.0, time=0.0)
+    window.update(bytes=0.0, tokens=0.0, bpb_nats=0.0, time=0.0)
     start_clock()
 
   def save(at_step):
@@ -386,7 +386,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
           compile_s += time.perf_counter() - clock["t"]
           compiled = True
           start_clock()
-          window.update(bytes=0.0, tokens=0.0, ce_sum=0.0)
+          window.update(bytes=0.0, tokens=0.0, bpb_nats=0.0)
         if step % t.log_every == 0 or step == ends[pi]:
           log_window()
         if t.eval_every and step % t.eval_every == 0 and step < ends[-1]:

@@ -45,11 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtok import hub
 from jaxtok.configlib import require
 from jaxtok.data import codec, corpora
 from jaxtok.eval import tokenizer_bpb
+from jaxtok.models import hf, transfer
 from jaxtok.models import hypernet as hypernet_lib
-from jaxtok.models import transfer
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.convert import load_gguf_model
 from jaxtok.models.flops import Flops
@@ -162,18 +163,25 @@ def load_base(config) -> tuple[Transformer, ByteTokenizer]:
 
 
 def load_base_spec(spec: str, **specials) -> tuple[Transformer, ByteTokenizer]:
-  """A base LM from a jaxtok workdir or a GGUF ("smollm2" or a path): the one way every entry
+  """A base LM from a jaxtok workdir, a GGUF ("smollm2" or a path) or a Hugging Face
+  checkpoint ("hf:<hub id or directory>", with its tokenizer.json): the one way every entry
   point (training, comparison, `experiments.transfer --base` or `--hypernet`) opens a base,
   so its bos/eos/pad, and with them what a target's specials copy, never depend on the entry
-  point. `specials` (names or ids; empty = default) override the workdir's own, then
-  GGUF_SPECIALS, then the GGUF metadata."""
-  path = os.path.expanduser(spec)
+  point. `specials` (names or ids; empty = default) override the base's own (a workdir's
+  sidecar; GGUF_SPECIALS, then the GGUF metadata; the checkpoint's tokenizer)."""
   chosen = {k: v for k, v in specials.items() if v not in (None, "")}
-  if os.path.isdir(path):
+  path = os.path.expanduser(spec)
+  if hub.is_spec(spec):
+    loaded = hf.load(spec)
+    if loaded.kind != "transformer" or loaded.tokenizer is None:
+      raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
+    model, tok = hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
+  elif os.path.isdir(path):
     model, _ = workdir_lib.restore(path)
     return model, load_tokenizer(workdir_lib.tokenizer_path(path), **chosen)
-  model, tok = load_gguf_model(sources.resolve_gguf(spec))
-  chosen = {**GGUF_SPECIALS.get(spec, {}), **chosen}
+  else:
+    model, tok = load_gguf_model(sources.resolve_gguf(spec))
+    chosen = {**GGUF_SPECIALS.get(spec, {}), **chosen}
   if chosen:
     tok = ByteTokenizer(tok.hf, name=tok.name, **{**_ids(tok), **chosen})
   return model, tok

@@ -1,14 +1,17 @@
 """The spine's benchmark runs end to end (on the tiny config) and prints its MFU line."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_train_throughput_bench_prints_bytes_per_s_and_mfu():
+def test_train_throughput_bench_prints_bytes_per_s_and_mfu(tmp_path):
   out = subprocess.run(
     [
       sys.executable,
@@ -17,6 +20,7 @@ def test_train_throughput_bench_prints_bytes_per_s_and_mfu():
       "--repeats=1",
       "--steps=1",
       "--matmul=256",
+      f"--json={tmp_path / 'mfu.json'}",
     ],
     cwd=ROOT,
     capture_output=True,
@@ -28,3 +32,19 @@ def test_train_throughput_bench_prints_bytes_per_s_and_mfu():
   mfu = re.search(r"MFU \(model / matmul FLOP/s\):\s+([\d.]+)", out.stdout)
   assert bytes_s and float(bytes_s.group(1)) > 0, out.stdout
   assert mfu and 0 < float(mfu.group(1)) < 1.5, out.stdout
+  # The JSON the device check collects holds the same numbers, and its report shows them.
+  data = json.loads((tmp_path / "mfu.json").read_text())
+  assert data["mfu"] == pytest.approx(float(mfu.group(1)), abs=1e-3)
+  report = subprocess.run(
+    [sys.executable, "bench/device_report.py", str(tmp_path)], cwd=ROOT, capture_output=True
+  )
+  table = (tmp_path / "device_check.md").read_text()
+  assert report.returncode == 0 and f"MFU {data['mfu']:.3f}" in table
+  assert "| BLT training | not measured" in table  # missing parts are named, not dropped
+
+
+def test_device_check_on_cpu_reports_no_accelerator_and_exits_0():
+  out = subprocess.run(
+    ["bash", "bench/device_check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert out.returncode == 0 and "no accelerator" in out.stdout, out.stdout + out.stderr

@@ -55,7 +55,7 @@ def slow_bpb(model, tables, tok, docs):
   for doc in docs:
     seq = [tok.bos_id, *tok.encode(doc).tolist(), tok.eos_id]
     logits = numpy_forward(arrays, model.cfg, np.asarray(seq))
-    for i in range(1, len(seq)):
+    for i in range(1, len(seq) - 1):  # EOS: in neither the numerator nor the denominator
       row = logits[i - 1]
       lse = row.max() + math.log(np.exp(row - row.max()).sum())
       nats += lse - row[seq[i]]

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxtok.data import codec
-from jaxtok.models.blt import BLT, BLTConfig, blt_flops, blt_loss, flops_by_part
+from jaxtok.models.blt import BLT, BLTConfig, blt_eval_loss, blt_flops, blt_loss, flops_by_part
 from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching import PatchingConfig
@@ -73,13 +73,22 @@ def em():
 
 
 @pytest.mark.parametrize(
-  "scheme,rule", [("entropy", "global"), ("entropy", "monotonic"), ("space", ""), ("static", "")]
+  "scheme,rule",
+  [
+    ("entropy", "global"),
+    ("entropy", "monotonic"),
+    ("space", "end"),
+    ("space", "start"),
+    ("static", ""),
+  ],
 )
 def test_blt_is_causal_even_where_boundaries_depend_on_bytes(em, scheme, rule):
   rng = np.random.default_rng(0)
   text = rng.choice(list(b"ab cd.e fgh\n"), 39).astype(np.uint8).tobytes()
   ids = codec.encode(text, add_eos=False)  # 40 ids
   kw = dict(scheme=scheme, entropy_model_workdir="-", max_patch_length=5, patch_size=3)
+  if scheme == "space":
+    kw.update(space_rule=rule)
   if scheme == "entropy":
     kw.update(rule=rule, threshold=entropy_threshold(em, ids) if rule == "global" else 0.0)
   pcfg = PatchingConfig(**kw)
@@ -104,10 +113,11 @@ def test_blt_is_causal_even_where_boundaries_depend_on_bytes(em, scheme, rule):
     assert boundaries_moved > 0  # the test exercised byte-dependent boundaries
 
 
-def test_space_patches_with_the_reference_alignment_would_leak_the_label(em):
-  # Why space patching reads the patch before its own: with the entropy
-  # alignment, the latent byte t reads depends on whether byte t+1 is a space.
-  pcfg = PatchingConfig(scheme="space")
+def test_space_rule_start_with_the_lookahead_alignment_would_leak_the_label(em):
+  # Why the "start" space rule reads the patch before its own: with the lookahead
+  # alignment, the latent byte t reads depends on whether byte t+1 is a space. (The
+  # reference's "end" rule does not: its boundary before t+1 depends on bytes <= t.)
+  pcfg = PatchingConfig(scheme="space", space_rule="start")
   ids = codec.encode(b"abc defg hij" * 4, add_eos=False)[:40]
   leaky, cfg = make(pcfg, max_patches=40)
   leaky.cfg = BLTConfig(**{**SMALL}, max_patches=40, lookahead=True)
@@ -148,9 +158,9 @@ def test_no_nan_with_padding_empty_patches_and_overflow(em):
   assert np.isfinite(float(value))
   assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
   assert float(sums["tokens"]) == (targets >= 0).sum()
-  assert float(sums["overflow_bytes"]) == len(a) + len(b) - 20
+  assert float(sums["overflow_sum"]) == len(a) + len(b) - 20
   assert float(sums["patches"]) == 20 + len(a)
-  assert float(sums["patch_bytes"]) + float(sums["overflow_bytes"]) == (seg > 0).sum()
+  assert float(sums["patch_bytes"]) + float(sums["overflow_sum"]) == (seg > 0).sum()
 
 
 def test_documents_in_a_row_do_not_see_each_other(em):
@@ -167,6 +177,53 @@ def test_documents_in_a_row_do_not_see_each_other(em):
   alone_seg = (alone_row >= 0).astype(np.int32)
   alone = forward(model, host(rows_batch(alone_row, alone_seg)))
   np.testing.assert_allclose(packed[0, len(a) : len(a) + len(b)], alone[0, : len(b)], atol=1e-5)
+
+
+def test_latent_positions_restart_per_document():
+  # RoPE is relative, so only float error tells the positions: at slot offsets in the
+  # thousands it reaches ~1e-5 when positions are row slots; restarted, the packed
+  # document computes at the same positions as alone (reduction order: ~1e-6).
+  model, _ = make(PatchingConfig(scheme="static"), max_patches=8)
+  off, n = 4000, 40
+  h = np.random.default_rng(0).normal(size=(1, off + n, SMALL["d_global"])).astype(np.float32)
+  seg = np.asarray([[1] * off + [2] * n])
+  packed = np.asarray(model.latent_states(jnp.asarray(h), jnp.asarray(seg)))[0, off:]
+  alone = np.asarray(model.latent_states(jnp.asarray(h[:, off:]), jnp.asarray(seg[:, off:])))[0]
+  np.testing.assert_allclose(packed, alone, atol=4e-6, rtol=0)
+
+
+def test_a_documents_evaluation_does_not_depend_on_the_documents_packed_before_it(em):
+  # Entropy patches (content-dependent counts) and 16 slots for a 64-byte row: behind most
+  # of these documents the training slots overflow. Evaluation has a slot per byte.
+  t, p = 64, 16
+  rng = np.random.default_rng(3)
+  text = lambda n: rng.choice(list(b"ab cd.e fgh\n"), n).astype(np.uint8).tobytes()
+  d = codec.encode(text(20))
+  pcfg = PatchingConfig(
+    scheme="entropy", entropy_model_workdir="-", threshold=entropy_threshold(em, d)
+  )
+  model, cfg = make(pcfg, max_patches=p)
+  host = BLTBatches(pcfg, cfg, entropy_model=em)
+  rows, segs, poss, tgts = [], [], [], []
+  for before in [codec.encode(text(n)) for n in (0, 5, 17, 30, 30, 38)]:
+    pad = t - len(before) - len(d)
+    rows.append(np.concatenate([before, d, np.full(pad, -1)]))
+    segs.append([1] * len(before) + [2 if len(before) else 1] * len(d) + [0] * pad)
+    poss.append(np.concatenate([np.arange(len(before)), np.arange(len(d)), np.zeros(pad, int)]))
+    # Only the document's own targets count.
+    tgts.append(np.concatenate([np.full(len(before), -1), d[1:], np.full(pad + 1, -1)]))
+  batch = host(rows_batch(np.stack(rows), np.stack(segs), np.stack(poss), np.stack(tgts)))
+  graphdef, params = nnx.split(model, nnx.Param)
+
+  @jax.jit
+  def per_row(params, row):
+    return blt_eval_loss(nnx.merge(graphdef, params), jax.tree.map(lambda x: x[None], row))
+
+  sums = [per_row(params, {k: v[i] for k, v in batch.items()}) for i in range(len(rows))]
+  losses = [float(s["loss_sum"]) for s in sums]
+  assert all(float(s["tokens"]) == len(d) - 1 for s in sums)
+  np.testing.assert_allclose(losses, losses[0], rtol=1e-5)
+  assert max(float(s["overflow_sum"]) for s in sums) > 0  # training slots would overflow
 
 
 def test_flops_split_and_scaling():

@@ -64,7 +64,7 @@ def test_blt_forward_backward_pallas_equals_xla():
     results[impl] = jax.value_and_grad(loss, has_aux=True)(params)
   ((lx, sx), gx), ((lp, sp), gp) = results["xla"], results["pallas"]
   assert sp["patches"] == sx["patches"]
-  assert float(sx["patches"]) > 20 and float(sx["overflow_bytes"]) == 0  # real patches
+  assert float(sx["patches"]) > 20 and float(sx["overflow_sum"]) == 0  # real patches
   np.testing.assert_allclose(lp, lx, rtol=1e-5)
   flat_x, flat_p = jax.tree.leaves(gx), jax.tree.leaves(gp)
   assert len(flat_x) == len(flat_p) > 20

@@ -45,10 +45,49 @@ def test_windowed_scoring_equals_a_whole_document_forward(em):
 
 def test_windows_cover_every_position_once_with_context():
   for n in (1, 32, 33, 64, 100, 1000):
-    wins = entropy._windows(n, 32)
-    kept = [i for _, k, e in wins for i in range(k, e)]
-    assert kept == list(range(n))
-    assert all(e - s <= 32 and (k == 0 or k - s >= 16) for s, k, e in wins)
+    for r in (32, 33):
+      wins = entropy._windows(n, r)
+      kept = [i for _, k, e in wins for i in range(k, e)]
+      assert kept == list(range(n))
+      assert all(e - s <= r and (k == 0 or k - s >= r - r // 2) for s, k, e in wins)
+
+
+@pytest.fixture(scope="module")
+def wide_em():
+  # Attention over the whole window (R = 32): a byte's entropy depends on where its
+  # window starts, so a window placement that moved with the document's length would leak.
+  cfg = TransformerConfig(d_model=32, n_layers=2, n_heads=2, mlp_dim=64, sliding_window=None)
+  return EntropyModel(Transformer(cfg, rngs=nnx.Rngs(5)), seq_len=32)
+
+
+def test_precomputed_entropies_do_not_depend_on_later_bytes(wide_em):
+  # Every prefix cut of a document gets the same entropies as the whole document, at
+  # every position both hold the same bytes (ids 0..m of a prefix of m bytes: its EOS
+  # is not the whole document's byte m).
+  rng = np.random.default_rng(1)
+  doc = rng.integers(0, 256, 90).astype(np.uint8).tobytes()
+  cuts = list(range(len(doc) + 1))
+  whole, *prefixes = entropy.document_entropies(wide_em, [doc] + [doc[:m] for m in cuts], 16)
+  for m, h in zip(cuts, prefixes):
+    np.testing.assert_array_equal(h[: m + 1], whole[: m + 1], err_msg=f"prefix of {m} bytes")
+
+
+def test_precomputed_entropies_equal_a_forward_over_each_bytes_window(wide_em):
+  # Slow twin: the entropy of the prediction made at i is the model's output at the end
+  # of the row ids[s:i+1], s = the first multiple of R/2 with i - s < R (all of the
+  # bytes before i for i < R, as on the fly at the start of a row).
+  rng = np.random.default_rng(2)
+  doc = rng.integers(0, 256, 75).astype(np.uint8).tobytes()
+  ids, r = codec.encode(doc), wide_em.seq_len
+  rows = np.full((len(ids), r), codec.PAD_ID, np.int32)
+  ends = []
+  for i in range(len(ids)):
+    s = max(0, -(-(i - r + 1) // (r // 2)) * (r // 2))
+    rows[i, : i + 1 - s] = ids[s : i + 1]
+    ends.append(i - s)
+  want = wide_em.next_entropies(rows, (rows >= 0).astype(np.int32))[np.arange(len(ids)), ends]
+  got = next(entropy.document_entropies(wide_em, [doc], 16))
+  np.testing.assert_allclose(got.astype(np.float32), want, rtol=1e-3, atol=1e-3)
 
 
 def test_precomputed_store_round_trip(em, tmp_path):

@@ -10,8 +10,11 @@ from jaxtok.data import codec
 from jaxtok.patching import IncrementalPatcher, PatchingConfig, patch_starts
 
 # Jitted once per shape: far fewer compilations than running op by op.
-entropy_starts = jax.jit(patching.entropy_starts, static_argnames=("rule", "threshold", "top_k"))
-space_starts = jax.jit(patching.space_starts)
+entropy_starts = jax.jit(
+  patching.entropy_starts,
+  static_argnames=("rule", "threshold", "threshold_add", "monotonic_start_at_2", "top_k"),
+)
+space_starts = jax.jit(patching.space_starts, static_argnums=3)
 static_starts = jax.jit(patching.static_starts, static_argnums=2)
 limit_patch_length = jax.jit(patching.limit_patch_length, static_argnums=2)
 patch_lengths = jax.jit(patching.patch_lengths, static_argnums=2)
@@ -47,6 +50,16 @@ def test_entropy_monotonic_uses_the_increase_not_the_level():
   assert starts_of(level) == [T, T, F, T, T, T, T, F]
 
 
+def test_entropy_monotonic_reference_starts_byte_2_and_global_monotonic_needs_both():
+  h = jnp.asarray([[9.0, 9.0, 1.0, 3.0, 2.9, 4.5, 4.6, 0.0]])
+  pos, seg = one_doc(8)
+  ref = entropy_starts(h, pos, seg, rule="monotonic", threshold=1.0, monotonic_start_at_2=True)
+  assert starts_of(ref) == [T, T, T, T, F, T, F, F]  # byte 2 starts although H fell
+  both = entropy_starts(h, pos, seg, rule="global_monotonic", threshold=2.95, threshold_add=1.0)
+  # H > 2.95: 3.0, 4.5, 4.6; rise > 1: 2.0 (3.0), 1.6 (4.5); 4.6 rose by 0.1 only.
+  assert starts_of(both) == [T, T, F, T, F, T, F, F]
+
+
 def test_entropy_topk_takes_the_k_highest_of_the_row():
   h = jnp.asarray([[0.0, 9.0, 0.5, 2.0, 0.1, 1.4, 1.3, 3.0]])
   pos, seg = one_doc(8)
@@ -58,12 +71,42 @@ def ids(data: bytes):
   return jnp.asarray(codec.encode(data, add_eos=False))[None]
 
 
-def test_space_rule_on_utf8_multibyte_text():
+def test_space_rule_of_the_reference_ends_patches_on_utf8_text():
   text = "a café 日本".encode()
   x = ids(text)
   n = x.shape[1]
   pos, seg = one_doc(n)
-  got = starts_of(space_starts(x, pos, seg))
+  got = starts_of(space_starts(x, pos, seg, "end"))
+  # BOS a ' ' c a f C3 A9 ' ' E6 97 A5 E6 9C AC: a spacelike byte after a non-spacelike one
+  # (the UTF-8 lead bytes C3 and the second E6 too) ends its patch.
+  assert got == [T, T, F, T, F, F, F, T, F, T, F, F, F, T, F]
+  bounds = [i for i, s in enumerate(got) if s] + [n]
+  pieces = [codec.decode(np.asarray(x[0, a:b])) for a, b in zip(bounds, bounds[1:])]
+  assert pieces == [b"", b"a ", b"caf\xc3", b"\xa9 ", "日".encode() + b"\xe6", b"\x9c\xac"]
+  # Runs of spacelike bytes end one patch; the default rule is the reference's.
+  y = ids(b"ab..cd  e")
+  p2, s2 = one_doc(y.shape[1])
+  assert starts_of(space_starts(y, p2, s2)) == [T, T, F, F, T, F, F, F, T, F]
+
+
+def test_space_rule_end_decides_the_boundary_before_t_from_bytes_before_t():
+  rng = np.random.default_rng(0)
+  x = np.asarray(ids(rng.choice(list(b"ab .,\xc3\xa9"), 40).astype(np.uint8).tobytes()))
+  pos, seg = one_doc(x.shape[1])
+  base = starts_of(space_starts(jnp.asarray(x), pos, seg, "end"))
+  for t in range(2, 41):
+    y = x.copy()
+    y[0, t] = codec.OFFSET + (ord(" ") if y[0, t] != codec.OFFSET + ord(" ") else ord("a"))
+    got = starts_of(space_starts(jnp.asarray(y), pos, seg, "end"))
+    assert got[: t + 1] == base[: t + 1]
+
+
+def test_space_rule_start_on_utf8_multibyte_text():
+  text = "a café 日本".encode()
+  x = ids(text)
+  n = x.shape[1]
+  pos, seg = one_doc(n)
+  got = starts_of(space_starts(x, pos, seg, "start"))
   # BOS a ' ' c a f C3 A9 ' ' E6 97 A5 E6 9C AC
   assert got == [T, T, T, F, F, F, T, F, T, F, F, F, T, F, F]
   # Patches: [BOS] [a] [ caf] [é] [ 日] [本]; continuation bytes never start one and
@@ -73,11 +116,11 @@ def test_space_rule_on_utf8_multibyte_text():
   assert pieces == [b"", b"a", b" caf", "é".encode(), " 日".encode(), "本".encode()]
 
 
-def test_space_rule_runs_of_punctuation_start_once():
+def test_space_rule_start_runs_of_punctuation_start_once():
   x = ids(b"ab..cd  e")
   pos, seg = one_doc(x.shape[1])
   # BOS a b . . c d ' ' ' ' e
-  assert starts_of(space_starts(x, pos, seg)) == [T, T, F, T, F, F, F, T, F, F]
+  assert starts_of(space_starts(x, pos, seg, "start")) == [T, T, F, T, F, F, F, T, F, F]
 
 
 def test_max_patch_length_splits_long_patches():
@@ -148,13 +191,27 @@ CONFIGS = [
   PatchingConfig(scheme="static", patch_size=5, max_patch_length=2),
   PatchingConfig(scheme="space"),
   PatchingConfig(scheme="space", max_patch_length=4),
+  PatchingConfig(scheme="space", space_rule="start"),
+  PatchingConfig(scheme="space", space_rule="start", max_patch_length=4),
   PatchingConfig(scheme="entropy", entropy_model_workdir="x", threshold=1.5),
   PatchingConfig(scheme="entropy", entropy_model_workdir="x", threshold=1.5, max_patch_length=3),
   PatchingConfig(scheme="entropy", entropy_model_workdir="x", rule="monotonic", threshold=0.3),
+  PatchingConfig(
+    scheme="entropy",
+    entropy_model_workdir="x",
+    rule="monotonic",
+    threshold=0.3,
+    monotonic_start_at_2=True,
+  ),
+  PatchingConfig(
+    scheme="entropy", entropy_model_workdir="x", rule="global_monotonic", threshold_add=0.2
+  ),
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.scheme}-{c.rule}-{c.max_patch_length}")
+@pytest.mark.parametrize(
+  "cfg", CONFIGS, ids=lambda c: f"{c.scheme}-{c.rule}-{c.space_rule}-{c.max_patch_length}"
+)
 def test_incremental_patcher_equals_batch_patcher(cfg):
   rng = np.random.default_rng(0)
   n = 300
@@ -166,9 +223,11 @@ def test_incremental_patcher_equals_batch_patcher(cfg):
   pos, seg = one_doc(n)
   batch = np.asarray(jax.jit(patch_starts, static_argnums=0)(cfg, x, pos, seg, h))[0]
   patcher = IncrementalPatcher(cfg)
-  # One byte per step, in a scan (one compilation instead of 300 dispatches).
+  # One byte per step, in a scan (one compilation instead of 300 dispatches); the step for
+  # byte t is given byte t-1 unless the rule needs byte t itself.
   step = lambda state, xh: patcher.step(state, *xh)
-  _, got = jax.jit(lambda xs, hs: jax.lax.scan(step, patcher.init(1), (xs, hs)))(x.T, h.T)
+  xs = x if patcher.needs_byte else jnp.pad(x[:, :-1], ((0, 0), (1, 0)))
+  _, got = jax.jit(lambda xs, hs: jax.lax.scan(step, patcher.init(1), (xs, hs)))(xs.T, h.T)
   got = np.asarray(got)[:, 0].tolist()
   assert got == batch.tolist()
   assert 2 < sum(got) < n  # the rule did something

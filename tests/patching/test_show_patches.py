@@ -17,7 +17,10 @@ TEXT = "Daenerys Targaryen is in Game of Thrones, un café.".encode()
 def test_space_view_and_html(tmp_path):
   view = patch_view(TEXT, PatchingConfig(scheme="space"))
   assert b"".join(view.patches) == TEXT
-  assert view.patches[:4] == [b"Daenerys", b" Targaryen", b" is", b" in"]
+  # The reference rule: a space ends its patch.
+  assert view.patches[:4] == [b"Daenerys ", b"Targaryen ", b"is ", b"in "]
+  start = patch_view(TEXT, PatchingConfig(scheme="space", space_rule="start"))
+  assert start.patches[:4] == [b"Daenerys", b" Targaryen", b" is", b" in"]
   page = open(write_html(view, str(tmp_path / "p.html"))).read()
   assert page.count('<span class="p') == len(view.patches)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.tokenizers import sources
@@ -89,6 +90,20 @@ def test_save_and_load_keep_the_specials(tmp_path):
   back = load_tokenizer(path)
   assert (back.bos_id, back.eos_id, back.pad_id) == (v.bos_id, v.eos_id, v.pad_id)
   assert back.vocab == v.vocab
+
+
+def test_save_and_load_keep_specials_the_view_appended(tmp_path):
+  hf = Tokenizer(models.BPE())
+  hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  alphabet = pre_tokenizers.ByteLevel.alphabet()
+  hf.train_from_iterator(TRAIN, trainers.BpeTrainer(vocab_size=300, initial_alphabet=alphabet))
+  v = ByteTokenizer(hf)  # no <s>, </s> or <pad> of its own: the view appends them
+  assert min(v.bos_id, v.eos_id, v.pad_id) >= v.hf_size
+  path = str(tmp_path / "tok.json")
+  v.save(path)
+  back = load_tokenizer(path)
+  assert (back.bos_id, back.eos_id, back.pad_id) == (v.bos_id, v.eos_id, v.pad_id)
+  assert back.vocab == v.vocab and back.vocab_size == v.vocab_size
 
 
 def test_missing_and_garbage_files_give_clear_errors(tmp_path):

@@ -39,6 +39,7 @@ def test_ce_sums_match_hand_computation():
   # target 0 is a special id (not a byte), target 4 is byte 0x00.
   assert float(sums["loss_sum"]) == pytest.approx(-np.log(0.5) - np.log(0.6), rel=1e-4)
   assert float(sums["tokens"]) == 2 and float(sums["bytes"]) == 1
+  assert float(sums["bpb_nats"]) == pytest.approx(-np.log(0.6), rel=1e-4)  # the byte only
 
 
 def test_schedule_warmup_then_cosine():
@@ -71,7 +72,8 @@ def test_train_step_lowers_loss_and_reports_bpb():
     first = first if first is not None else float(m["loss"])
   assert float(m["loss"]) < first
   assert int(state.step) == 10
-  assert float(m["bpb"]) == pytest.approx(float(m["loss_sum"]) / LN2 / float(m["bytes"]), rel=1e-5)
+  assert float(m["bpb"]) == pytest.approx(float(m["bpb_nats"]) / LN2 / float(m["bytes"]), rel=1e-5)
+  assert float(m["bpb_nats"]) < float(m["loss_sum"])  # the EOS target is trained, not in BPB
   sums = make_eval_step(graphdef, lm_loss)(state.params, b)
   assert float(sums["tokens"]) == 4 * 16 - 3
   assert float(sums["bytes"]) == 4 * 16 - 3 - 1
