@@ -5,14 +5,12 @@ r"""Entropy / space / static BLT vs byte and BPE transformers at matched trainin
 Writes compare.json and compare.md (the table) into --workdir; rerunning resumes.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok.compare import blt as blt_compare
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "configs/blt_compare.py:small", "configs/blt_compare.py:<small|large>."
-)
+_CONFIG = cli.define_config("blt_compare:small")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where every arm trains.", required=True)
 
 
@@ -24,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

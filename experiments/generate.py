@@ -16,8 +16,9 @@ Qwen2 causal LM with its tokenizer (--max_new_bytes then counts tokens).
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok import generate
 from jaxtok.models import hf
 
@@ -68,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -7,14 +7,12 @@ Writes <workdir>/patch_level_compare.{json,md}; one trainer workdir per run
 inside it. Re-running reuses finished runs and resumes interrupted ones.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok.compare import patch_level as patch_level_compare
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "configs/patch_level_compare_small.py", "Path to a configs/*.py file."
-)
+_CONFIG = cli.define_config("patch_level_compare_small")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Runs and reports.", required=True)
 
 
@@ -28,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,12 +5,12 @@ r"""Score a corpus with BLT's entropy model once and store the entropies next to
       --config.patching.entropies=precomputed --workdir=workdirs/blt_entropy
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
+from experiments import cli
 from jaxtok.train import prepare
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/blt_entropy.py", "A BLT config.")
+_CONFIG = cli.define_config("blt_entropy")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute even if the files exist.")
 
 
@@ -23,4 +23,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

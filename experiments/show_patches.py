@@ -10,8 +10,9 @@ and OUT.html.
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok.models import entropy_model
 from jaxtok.patching import show
 
@@ -35,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

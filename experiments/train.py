@@ -3,17 +3,16 @@ r"""Train a jaxtok model.
   python -m experiments.train --config=configs/entropy_model.py --workdir=/tmp/run \
       [--config.train.steps=2000 --config.data.name=files:~/corpus/*.txt]
 
-Re-running with the same --workdir resumes from its latest checkpoint.
+--config is required: a path or a name (--config=tiny). Re-running with the same --workdir
+resumes from its newest good checkpoint (README: Resume).
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok.train import trainer
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", "configs/entropy_model.py", "Path to a configs/*.py file."
-)
+_CONFIG = cli.define_config("entropy_model")
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Checkpoints, TensorBoard logs, results.", required=True
 )
@@ -35,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,9 +11,10 @@ tokenizer ("hf:<hub id or directory>", e.g. --base=hf:HuggingFaceTB/SmolLM2-135M
 `python -m experiments.export --workdir=OUT --out=DIR` writes it in the Hugging Face layout.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import jaxtok
+from experiments import cli
 from jaxtok import generate
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.tokenizers.load import load_tokenizer
@@ -55,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

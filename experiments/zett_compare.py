@@ -5,12 +5,12 @@ r"""Compare embedding inits for unseen tokenizers: hypernetwork, FVT, FOCUS-styl
 Trains what is missing (base LM, hypernetwork), then writes results.json and results.md.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
+from experiments import cli
 from jaxtok.compare import zett as zett_compare
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/zett_tiny.py", "configs/zett_*.py")
+_CONFIG = cli.define_config("zett_tiny")
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Where results (and missing models) go.", required=True
 )
@@ -25,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

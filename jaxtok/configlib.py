@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any, ClassVar
 
 from ml_collections import config_dict
 
 
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field (`config.a.b`)."""
+
+
 def require(ok: bool, field: str, why: str) -> None:
-  """Raises ValueError naming `config.<field>` unless `ok`."""
+  """Raises ConfigError naming `config.<field>` unless `ok`."""
   if not ok:
-    raise ValueError(f"config.{field}: {why}")
+    raise ConfigError(f"config.{field}: {why}")
+
+
+def check_field(config: Any, path: str) -> None:
+  """ConfigError naming `config.<path>` (and the fields there are) unless the config has it."""
+  node, parts = config, path.split(".")
+  for i, part in enumerate(parts):
+    keys = list(node.keys()) if hasattr(node, "keys") else []
+    if part not in keys:
+      parent = ".".join(["config", *parts[:i]])
+      close = difflib.get_close_matches(part, keys, n=3)
+      hint = f" Did you mean {', '.join(f'{parent}.{c}' for c in close)}?" if close else ""
+      what = f"{parent} has {sorted(keys)}" if keys else f"{parent} is a value, not a section"
+      raise ConfigError(f"config.{path}: no such field; {what}.{hint}")
+    node = node[part]
 
 
 class Section:

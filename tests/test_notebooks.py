@@ -4,6 +4,7 @@ checkout, set-up cell included."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -65,7 +66,7 @@ def test_setup_cell_installs_jaxtok_in_a_fresh_venv_and_is_idempotent(tmp_path):
   )
   first = run(python, str(cell))
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
-  assert "installed jaxtok @ git+file://" in first.stdout
+  assert re.search(r"^installed jaxtok\[plots\] @ git\+file://", first.stdout, re.M), first.stdout
   where = run(python, "-c", "import jaxtok, configs.tiny; print(jaxtok.__file__)")
   assert where.returncode == 0 and where.stdout.startswith(str(venv)), where
   again = run(python, str(cell))  # a re-run (e.g. after a runtime restart) installs nothing

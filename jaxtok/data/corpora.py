@@ -300,8 +300,8 @@ def _jsonl_text(path: str, lineno: int, line: bytes, text_key: str) -> str:
   if text_key not in record:
     raise CorpusError(
       f"{where} has no field {text_key!r} (fields: "
-      f"{', '.join(sorted(record)) or 'none'}); pass text_key=... "
-      "to load_corpus to read another field."
+      f"{', '.join(sorted(record)) or 'none'}); set --config.data.text_key=<field> "
+      "(text_key=... in load_corpus) to read another field."
     )
   text = record[text_key]
   if not isinstance(text, str):

@@ -34,7 +34,7 @@ def fingerprint(workdir: str) -> str:
       + (f" on tokenizer {config.data.tokenizer!r}" if config.data.get("tokenizer") else "")
       + "; the entropy model must be a byte-level transformer (configs/entropy_model.py)"
     )
-  ckpt = workdir_lib.checkpointer(workdir, async_save=False)
+  ckpt = workdir_lib.checkpointer(workdir, read_only=True)
   step = ckpt.latest_step()
   ckpt.close()
   if step is None:

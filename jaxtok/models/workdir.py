@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import jax
 import ml_collections
@@ -66,22 +67,33 @@ def checkpointer(workdir: str, **kw) -> ckpt_lib.Checkpointer:
   return ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), **kw)
 
 
+def has_checkpoint(workdir: str) -> bool:
+  ckpt = checkpointer(workdir, read_only=True)
+  try:
+    return ckpt.latest_step() is not None
+  finally:
+    ckpt.close()
+
+
 def restore(workdir: str, step: int | None = None):
   """(model, config) of a training workdir, for notebooks, evaluation and generation.
 
   Builds the model from the workdir's config.json, then loads the parameters of
-  checkpoint `step` (default: the latest) on the default device.
+  checkpoint `step` (default: the newest one that restores and verifies; a damaged
+  newer one is reported with a warning and left in place). Writes nothing.
   """
   config = load_config(workdir)
   abstract = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
   graphdef, params = nnx.split(abstract, nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
-  ckpt = checkpointer(workdir, async_save=False)
+  ckpt = checkpointer(workdir, read_only=True)
   try:
     _, arrays, _ = ckpt.restore({"params": params}, step=step)
   finally:
     ckpt.close()
+  for s, why in ckpt.skipped:
+    warnings.warn(f"skipped checkpoint step {s}: {why}", stacklevel=2)
   return nnx.merge(graphdef, arrays["params"]), config
 
 

@@ -10,7 +10,8 @@ Nothing here needs a model hub:
 
 Fetching is best effort: when the network or the tool is missing, the
 functions return None (with the reason in `last_error`) so callers can skip
-cleanly instead of failing.
+cleanly instead of failing. `python -m jaxtok.tokenizers.sources` fetches what
+the tests use (the README's test command runs it) and fails loudly if it cannot.
 """
 
 from __future__ import annotations
@@ -90,13 +91,18 @@ def fetch_llama_cpp_vocabs(timeout: float = 300) -> str | None:
     sdists = glob.glob(os.path.join(tmp, "llama_cpp_python-*.tar.gz"))
     if not sdists:
       return _fail("llama_cpp", "pip downloaded no llama-cpp-python sdist")
-    os.makedirs(out, exist_ok=True)
+    staging = os.path.join(tmp, "vocab")  # moved into place whole: never half a folder
     with tarfile.open(sdists[0]) as tf:
       for m in tf.getmembers():
         base = os.path.basename(m.name)
         if m.isfile() and "/models/" in m.name and base.startswith("ggml-vocab-"):
           m.name = base
-          tf.extract(m, out, filter="data")
+          tf.extract(m, staging, filter="data")
+    if not os.path.isdir(staging):
+      return _fail("llama_cpp", f"{sdists[0]} holds no ggml-vocab-* files")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.move(staging, out)
   return out
 
 
@@ -179,3 +185,14 @@ def debian_texts(pkg: str, pattern: str = "**/*", *, fetch: bool = True) -> list
   if not docs:
     return _fail(f"deb:{pkg}", f"{pkg} has no text files matching {pattern!r}")
   return docs
+
+
+def main() -> int:
+  """Fetches the artefacts the tests check against; a non-zero exit if one is missing."""
+  vocabs = fetch_llama_cpp_vocabs()
+  print(f"llama.cpp vocabularies: {vocabs or last_error['llama_cpp']}")
+  return 0 if vocabs else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

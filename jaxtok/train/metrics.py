@@ -9,16 +9,30 @@ from collections.abc import Mapping
 
 from tensorboardX import SummaryWriter
 
+from jaxtok.checkpoint import write_atomic
+
+METRICS_FILE = "metrics.jsonl"
+
 
 class MetricWriter:
-  """Writes scalars to TensorBoard and appends them to `metrics.jsonl` in the workdir."""
+  """Writes scalars to TensorBoard and appends them to `metrics.jsonl` in the workdir.
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
+  A run resumed from checkpoint `resume_step` first drops the rows a killed run
+  logged after that step (they are logged again, identically): each step is
+  logged once. TensorBoard is told the same with `purge_step`.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     if enabled:
       os.makedirs(workdir, exist_ok=True)
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, METRICS_FILE)
+      purge = None
+      if resume_step is not None and os.path.exists(path):
+        drop_rows_after(path, resume_step)
+        purge = resume_step + 1
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
+      self._jsonl = open(path, "a")
 
   def write(self, step: int, scalars: Mapping[str, float], prefix: str = "") -> None:
     if not self.enabled:
@@ -31,6 +45,7 @@ class MetricWriter:
     )
 
   def flush(self) -> None:
+    """Hands the rows written so far to the OS: they survive the process being killed."""
     if self.enabled:
       self._tb.flush()
       self._jsonl.flush()
@@ -41,16 +56,28 @@ class MetricWriter:
       self._jsonl.close()
 
 
-def read_metrics(workdir: str, key: str) -> dict[int, float]:
-  """{step: value} for `key` from metrics.jsonl; a resumed run's later rows win."""
-  out = {}
-  path = os.path.join(workdir, "metrics.jsonl")
-  with open(path) as f:
+def drop_rows_after(path: str, step: int) -> None:
+  """Rewrites a metrics file (atomically) without its rows past `step` and a torn last line."""
+  keep = []
+  with open(path, "rb") as f:
     for line in f:
-      row = json.loads(line)
-      if key in row:
-        out[row["step"]] = row[key]
-  return out
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue  # the tail of a row being written when the process was killed
+      if row["step"] <= step:
+        keep.append(line if line.endswith(b"\n") else line + b"\n")
+  write_atomic(path, b"".join(keep))
+
+
+def read_rows(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    return [json.loads(line) for line in f]
+
+
+def read_metrics(workdir: str, key: str) -> dict[int, float]:
+  """{step: value} for `key` from metrics.jsonl (a step logged twice: the later row)."""
+  return {row["step"]: row[key] for row in read_rows(workdir) if key in row}
 
 
 def format_table(rows: Mapping[str, object], title: str = "results") -> str:

@@ -15,19 +15,22 @@ restoring the workdir later never opens a corpus:
   fetched once, copied into the workdir: `eval.tokenizer_files`) and, with
   `data.mix`, its mixed-language training text (`jaxtok.train.zett.prepare`).
 
-On resume, what the workdir already recorded is reused, not recomputed; a
-config whose tokenizer differs from the one in the workdir is refused before
-anything is written.
+On resume, what the workdir already recorded is reused, not recomputed, and
+the workdir's files are the truth: a config whose tokenizer differs from the
+workdir's `tokenizer.json`, or (once the workdir holds checkpoints) whose
+model, data stream or patching differ from its `config.json`, is refused
+before anything is written.
 """
 
 from __future__ import annotations
 
 import copy
 import filecmp
+import json
 import os
-import shutil
-import tempfile
 
+from jaxtok.checkpoint import copy_atomic
+from jaxtok.configlib import ConfigError
 from jaxtok.data import corpora, packing
 from jaxtok.models import entropy_model
 from jaxtok.models import workdir as workdir_lib
@@ -54,10 +57,12 @@ def prepare(config, workdir: str):
   with config.unlocked():
     if config.data.get("tokenizer"):
       _tokenizer(config, workdir, stored)
+    if name == "hypernet":  # resolves data.name (data.mix), compared below as stored
+      _zett(config, workdir)
+    if stored is not None and workdir_lib.has_checkpoint(workdir):
+      check_same_run(config, stored, workdir)
     if name == "blt":
       _patching(config, stored)
-    if name == "hypernet":
-      _zett(config, workdir)
   return config
 
 
@@ -72,6 +77,44 @@ def prerequisites(config, workdir: str) -> list[tuple[object, str]]:
   return [(copy.deepcopy(config.base_train), base_dir)]
 
 
+# --- resuming -----------------------------------------------------------------------------------
+
+# Fields that change how a run computes, not what its checkpoints and data position mean.
+RUNTIME_FIELDS = {
+  "model": {"dtype", "attention_impl", "pool_impl", "scan_layers", "remat"},
+  "patching": {
+    *("entropies", "entropy_batch_size", "entropy_store", "entropy_model_workdir"),
+    "bytes_per_patch",  # FLOP accounting only
+  },
+}
+SAME_RUN = {  # section -> fields that must match the workdir's (None: all but RUNTIME_FIELDS)
+  "model": None,
+  "data": ("name", "text_key", "val_fraction", "seq_len"),
+  "patching": None,
+}
+
+
+def check_same_run(config, stored, workdir: str) -> None:
+  """Refuses (ConfigError naming each field) a config that would continue another run."""
+  new, old = _plain(config), _plain(stored)
+  diffs = []
+  for section, fields in SAME_RUN.items():
+    a, b = new.get(section) or {}, old.get(section) or {}
+    keys = fields or sorted((set(a) | set(b)) - RUNTIME_FIELDS.get(section, set()))
+    diffs += [(f"{section}.{k}", a[k], b[k]) for k in keys if k in a and k in b and a[k] != b[k]]
+  if diffs:
+    listed = "; ".join(f"config.{f}={a!r}, the workdir's is {b!r}" for f, a, b in diffs)
+    raise ConfigError(
+      f"{listed}: {workdir} holds checkpoints of a run with its {workdir_lib.CONFIG_FILE}. "
+      "Resume with the same values, or use a new --workdir."
+    )
+
+
+def _plain(config) -> dict:
+  """A config as JSON values (tuples as lists), as config.json holds it."""
+  return json.loads(config.to_json_best_effort())
+
+
 # --- tokenizers ---------------------------------------------------------------------------------
 
 
@@ -83,7 +126,7 @@ def resolve_tokenizer(config) -> str:
     try:
       vocab = int(spec[4:])
     except ValueError:
-      raise ValueError(f"config.data.tokenizer={spec!r}: expected bpe:<vocab size>") from None
+      raise ConfigError(f"config.data.tokenizer={spec!r}: expected bpe:<vocab size>") from None
     data_dir = os.path.expanduser(d.data_dir or corpora.default_data_dir())
     return bpe.get_or_train(
       corpora.corpus_for(d, "train"),
@@ -93,7 +136,7 @@ def resolve_tokenizer(config) -> str:
     )
   path = os.path.expanduser(spec)
   if not os.path.exists(path):
-    raise ValueError(f"config.data.tokenizer={spec!r}: no such tokenizer file")
+    raise ConfigError(f"config.data.tokenizer={spec!r}: no such tokenizer file")
   return path
 
 
@@ -114,14 +157,14 @@ def _tokenizer(config, workdir: str, stored) -> None:
     config.model.vocab_size = stored.model.vocab_size
     return
   src = resolve_tokenizer(config)
-  if os.path.exists(kept) and os.path.abspath(src) != os.path.abspath(kept):
-    if not _same_tokenizer(src, kept):
-      raise ValueError(
-        f"config.data.tokenizer={d.tokenizer!r}: {workdir} holds another tokenizer "
-        f"({kept}); its checkpoints belong to that one. Use a new --workdir."
-      )
+  same_file = os.path.abspath(src) == os.path.abspath(kept)
+  if os.path.exists(kept) and not same_file and not _same_tokenizer(src, kept):
+    raise ConfigError(
+      f"config.data.tokenizer={d.tokenizer!r}: {workdir} holds another tokenizer "
+      f"({kept}); its checkpoints belong to that one. Use a new --workdir."
+    )
   tok = load_tokenizer(src)
-  if os.path.abspath(src) != os.path.abspath(kept):
+  if not os.path.exists(kept):
     _copy_tokenizer(src, kept)
   d.tokenizer_file = os.path.abspath(kept)
   config.model.vocab_size = tok.vocab_size
@@ -131,13 +174,9 @@ def _tokenizer(config, workdir: str, stored) -> None:
 
 def _copy_tokenizer(src: str, dst: str) -> None:
   """Copies a tokenizer (and its byte-view sidecar) atomically: the sidecar first."""
-  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
   pairs = [(sidecar_path(src), sidecar_path(dst))] if os.path.exists(sidecar_path(src)) else []
   for a, b in [*pairs, (src, dst)]:
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(b)), delete=False) as f:
-      tmp = f.name
-    shutil.copyfile(a, tmp)
-    os.replace(tmp, b)
+    copy_atomic(a, b)
 
 
 def tokens_per_byte(encode_fn, corpus, max_docs: int = 200) -> float:

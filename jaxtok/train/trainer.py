@@ -4,6 +4,12 @@ Everything inside the loop that touches the device is asynchronous: per-step
 metrics stay on device and are fetched every `log_every` steps (and before a
 checkpoint, so a non-finite loss is never saved). Batches are packed and put
 on the device by a background thread.
+
+Nothing is lost: one process owns a workdir (`lock.locked`); a checkpoint holds
+only finite weights, and the metric rows up to its step are flushed before it
+commits; a resume drops the rows logged after the restored step and, if the
+newest checkpoint is damaged, moves it aside and continues from the newest one
+that verifies (see `jaxtok.checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,13 +36,13 @@ from jaxtok.data import corpora, packing
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.flops import count_params
 from jaxtok.models.losses import summarize
-from jaxtok.train import patch_level, prepare
+from jaxtok.train import lock, patch_level, prepare
 from jaxtok.train import phases as phases_lib
 from jaxtok.train.metrics import MetricWriter, format_table
 from jaxtok.train.optimizer import make_optimizer
 from jaxtok.train.steps import TrainState, make_eval_step, make_train_step
 from jaxtok.train.task import HostBatches, Task
-from jaxtok.train.tasks import get_task, make_phases
+from jaxtok.train.tasks import TASKS, get_task, make_phases
 
 MAX_IN_FLIGHT = 2  # steps dispatched but not finished
 
@@ -46,7 +52,8 @@ class TrainingDivergedError(RuntimeError):
 
 
 def validate_config(config) -> None:
-  """Checks the fields the trainer relies on; messages name the field."""
+  """Checks, before anything is written, the fields the trainer relies on; messages name the
+  field."""
   t, d = config.train, config.data
 
   need = require
@@ -55,14 +62,24 @@ def validate_config(config) -> None:
   need(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
   need(0 <= t.warmup_steps, "train.warmup_steps", f"must be >= 0, got {t.warmup_steps}")
   need(t.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {t.grad_accum}")
+  need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
   need(
     d.batch_size % t.grad_accum == 0,
     "data.batch_size",
     f"{d.batch_size} must be divisible by train.grad_accum={t.grad_accum}",
   )
   need(d.seq_len > 1, "data.seq_len", f"must be > 1, got {d.seq_len}")
-  need(t.log_every > 0, "train.log_every", "must be positive")
-  need(t.ckpt_every >= 0 and t.eval_every >= 0, "train.ckpt_every/eval_every", "must be >= 0")
+  need(d.eval_batches >= 0, "data.eval_batches", f"must be >= 0, got {d.eval_batches}")
+  need(d.prefetch >= 1, "data.prefetch", f"must be >= 1, got {d.prefetch}")
+  need(0 <= d.val_fraction < 1, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
+  need(t.log_every > 0, "train.log_every", f"must be positive, got {t.log_every}")
+  need(t.ckpt_every >= 0, "train.ckpt_every", f"must be >= 0, got {t.ckpt_every}")
+  need(t.eval_every >= 0, "train.eval_every", f"must be >= 0, got {t.eval_every}")
+  need(t.keep >= 1, "train.keep", f"must be >= 1 (checkpoints kept), got {t.keep}")
+  name = config.model.get("name", "transformer")
+  need(name in TASKS, "model.name", f"{name!r} is unknown; known: {sorted(TASKS)}")
+  if name in workdir_lib.MODELS:
+    workdir_lib.model_config(config)  # the model's own checks (vocab_size comes later)
 
 
 def build_params(task: Task, config, mesh):
@@ -131,11 +148,17 @@ def fresh_buffers(tree):
 def check_finite(loss, step: int, ckpt: ckpt_lib.Checkpointer) -> None:
   """Stops the run on a non-finite loss, naming the checkpoint that is kept."""
   if not math.isfinite(float(loss)):
-    raise TrainingDivergedError(
-      f"non-finite loss {float(loss)} at step {step}; stopping. The last good checkpoint "
-      f"(step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower config.train.lr or "
-      "enable clipping (config.train.clip_norm)."
-    )
+    raise diverged(f"non-finite loss {float(loss)} at step {step}", ckpt)
+
+
+def diverged(what: str, ckpt: ckpt_lib.Checkpointer) -> TrainingDivergedError:
+  # Checkpoints hold finite weights only (Checkpointer.save refuses others), so the
+  # newest one is good.
+  return TrainingDivergedError(
+    f"{what}; stopping. The last good checkpoint (step {ckpt.latest_step()}) in "
+    f"{ckpt.directory} is kept. Lower config.train.lr or enable clipping "
+    "(config.train.clip_norm)."
+  )
 
 
 def to_device(
@@ -197,21 +220,32 @@ def sigterm_flag():
 
 
 def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, Any]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+  """Trains `config` in `workdir`, resuming from its newest good checkpoint.
 
-  Runs that must finish first (`prepare.prerequisites`: a ZeTT base LM) are
-  trained first; `prepare.prepare` resolves what the task needs from the data
-  and the resolved config is what `workdir/config.json` holds.
+  The config is checked before anything is written, and the workdir is locked
+  for the run (`lock.WorkdirBusyError` if another process has it). Runs that
+  must finish first (`prepare.prerequisites`: a ZeTT base LM) are trained
+  first; `prepare.prepare` resolves what the task needs from the data (and
+  refuses a config that disagrees with the workdir's) and the resolved config
+  is what `workdir/config.json` holds.
   `stop_after` ends the run (with a checkpoint) after that global step, as if
   interrupted; tests use it to check that resuming reproduces the losses.
   Returns the results dict that is also written to workdir/results.json.
   """
   validate_config(config)
-  for pre_config, pre_workdir in prepare.prerequisites(config, workdir):
-    print(f"training {pre_workdir} first")
-    train(pre_config, pre_workdir)
-  config = prepare.prepare(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
+  # One lock per workdir, taken by process 0 (the other processes of a multi-host job
+  # write the same workdir through orbax, which coordinates them).
+  owner = jax.process_index() == 0
+  with lock.locked(workdir) if owner else contextlib.nullcontext():
+    for pre_config, pre_workdir in prepare.prerequisites(config, workdir):
+      print(f"training {pre_workdir} first")
+      train(pre_config, pre_workdir)
+    config = prepare.prepare(config, workdir)
+    return _train(config, workdir, stop_after)
+
+
+def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
+  """The training run proper, on a prepared config in a locked workdir."""
   t, d = config.train, config.data
   task = get_task(config)
   mesh = shd.make_mesh(**config.mesh)
@@ -246,11 +280,14 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     evaluator = task.make_evaluator(graphdef)
 
   ckpt = workdir_lib.checkpointer(workdir, max_to_keep=t.keep, async_save=t.async_ckpt)
-  start = ckpt.latest_step() or 0
-  if start:
-    _, arrays, js = ckpt.restore(
-      {"params": state.params, "opt_state": state.opt_state}, json_keys=("data", "phase")
-    )
+  try:
+    restored = resume(ckpt, {"params": state.params, "opt_state": state.opt_state})
+  except BaseException:
+    ckpt.close()
+    raise
+  start = restored.step if restored else 0
+  if restored:
+    arrays, js = restored.arrays, restored.json
     pi = _check_phase(js["phase"], start, phases, ends, ckpt.directory)
     if pi:
       tx, schedule = optimizer_for(config, phases[pi].steps)
@@ -263,8 +300,9 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     )
     host_batches.set_state(js["data"])
     print(f"resumed from {ckpt.directory} at step {start}")
-  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  ckpt_lib.write_atomic(
+    os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
+  )
 
   def phase_step():
     return make_train_step(graphdef, tx, schedule, phases[pi].loss_fn, grad_accum=t.grad_accum)
@@ -276,7 +314,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
 
   train_step = phase_step()
   eval_step = make_eval_step(graphdef, task.eval_loss_fn or task.loss_fn)
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0, resume_step=start)
   prefetch = packing.Prefetcher(host_batches, size=d.prefetch)
 
   pending: list[tuple[int, int, dict]] = []  # (step, phase, device metrics) not yet fetched
@@ -340,12 +378,17 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   def save(at_step):
     nonlocal last_saved
     stop_clock()  # never save after an unchecked step
+    writer.flush()  # the rows up to at_step are on disk before its checkpoint commits
     phase = {"index": pi, "name": phases[pi].name, "stats": stats}
-    ckpt.save(
-      at_step,
-      {"params": state.params, "opt_state": state.opt_state},
-      {"data": data_state, "phase": phase},
-    )
+    try:
+      ckpt.save(
+        at_step,
+        {"params": state.params, "opt_state": state.opt_state},
+        {"data": data_state, "phase": phase},
+      )
+    except ckpt_lib.NotFiniteError as e:
+      what = f"the weights after step {at_step} are not finite ({e}), not saved"
+      raise diverged(what, ckpt) from e
     last_saved = at_step
     start_clock()
 
@@ -441,9 +484,23 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
     results.update(task.eval_results(final_eval))
   results.update(phases_lib.report(phases, stats, compare=patch_level.enabled(config)))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    ckpt_lib.write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
   return results
+
+
+def resume(ckpt: ckpt_lib.Checkpointer, like: dict[str, Any]) -> ckpt_lib.Restored | None:
+  """The newest checkpoint that verifies, or None for a fresh run.
+
+  Damaged newer checkpoints are moved aside (never deleted), and said so: the
+  run continues from an earlier step rather than stopping or starting over.
+  """
+  if ckpt.latest_step() is None:
+    return None
+  restored = ckpt.restore(like, json_keys=("data", "phase"))
+  # Single-host: with several processes, one of them (after a barrier) should move it.
+  for step, why in ckpt.skipped:
+    print(f"skipped checkpoint step {step}: {why}\n  moved to {ckpt.set_aside(step)}")
+  return restored
 
 
 def step_scalars(m: dict[str, float]) -> dict[str, float]:

@@ -564,7 +564,7 @@ def restore_hypernet(workdir: str, base: Transformer | None = None):
     base, _ = load_base(cfg)
   model = build(HypernetConfig.from_dict(cfg.model), base, nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, HYPERNET, ...)
-  ckpt = workdir_lib.checkpointer(workdir, async_save=False)
+  ckpt = workdir_lib.checkpointer(workdir, read_only=True)
   try:
     _, arrays, _ = ckpt.restore({"params": params})
   finally:

@@ -44,7 +44,14 @@ def test_train_throughput_bench_prints_bytes_per_s_and_mfu(tmp_path):
 
 
 def test_device_check_on_cpu_reports_no_accelerator_and_exits_0():
+  # The script runs `python` from PATH, as in an activated venv: this interpreter's.
+  path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
   out = subprocess.run(
-    ["bash", "bench/device_check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    ["bash", "bench/device_check.sh"],
+    cwd=ROOT,
+    env=dict(os.environ, PATH=path),
+    capture_output=True,
+    text=True,
+    timeout=120,
   )
   assert out.returncode == 0 and "no accelerator" in out.stdout, out.stdout + out.stderr

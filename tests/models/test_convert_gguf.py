@@ -145,7 +145,7 @@ def test_non_llama_gguf_is_refused():
 def smollm2():
   path = sources.smollm2_gguf()
   if path is None:
-    pytest.skip(sources.last_error["smollm2"])
+    pytest.skip(f"missing artefact: {sources.last_error['smollm2']}")
   return path, *convert.load_gguf_model(path)
 
 
@@ -181,7 +181,7 @@ def test_smollm2_matches_numpy_and_reads_english(smollm2):
 def test_smollm2_transferred_to_gpt2_restores_and_generates(smollm2, tmp_path):
   vocab = sources.llama_cpp_vocab("gpt-2")
   if vocab is None:
-    pytest.skip(sources.last_error["vocab:gpt-2"])
+    pytest.skip(f"missing artefact: {sources.last_error['vocab:gpt-2']}")
   _, model, tok = smollm2
   target = load_tokenizer(vocab)
   out = str(tmp_path / "smollm2-gpt2")

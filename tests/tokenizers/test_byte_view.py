@@ -173,7 +173,7 @@ WITH_CASES = [
 def _cached_vocab(name):
   path = sources.llama_cpp_vocab(name)
   if path is None:
-    pytest.skip(f"llama.cpp vocab {name} not cached: {sources.last_error.get('vocab:' + name)}")
+    pytest.skip(f"missing artefact: llama.cpp vocab {name}: {sources.last_error['vocab:' + name]}")
   return path
 
 

@@ -1,20 +1,25 @@
 """End-to-end behaviour of the trainer on the tiny config."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import jaxtok
 from configs import tiny
 from jaxtok import checkpoint as ckpt_lib
+from jaxtok.configlib import ConfigError
 from jaxtok.data import corpora
+from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.losses import lm_loss
 from jaxtok.tokenizers import bpe
 from jaxtok.train import tasks, trainer
@@ -96,12 +101,33 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
   saved.close()
 
 
+def test_diverging_weights_are_never_saved(data_dir, tmp_path):
+  """lr=1e6: the update of some step makes the weights non-finite while its loss was still
+  finite; that state must not become "the last good checkpoint"."""
+  c = small_config(data_dir, steps=200, lr=1e6, ckpt_every=1, log_every=1, eval_every=0)
+  c.data.update(seq_len=64, batch_size=4)
+  with pytest.raises(trainer.TrainingDivergedError) as e:
+    trainer.train(c, str(tmp_path))
+  kept = int(re.search(r"last good checkpoint \(step (\d+)\)", str(e.value)).group(1))
+  saved = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), async_save=False)
+  assert saved.latest_step() == kept
+  saved.close()
+  model, _ = jaxtok.restore(str(tmp_path))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(nnx.state(model)))
+
+
 def test_checkpoint_of_another_model_is_refused(data_dir, tmp_path):
   c = small_config(data_dir, steps=2, eval_every=0)
   trainer.train(c, str(tmp_path))
   c.model.d_model = 32
-  with pytest.raises(ckpt_lib.CheckpointError, match="another model"):
-    trainer.train(c, str(tmp_path))
+  with pytest.raises(ConfigError, match="config.model.d_model=32, the workdir's is 64"):
+    trainer.train(c, str(tmp_path))  # refused by the workdir's config.json, nothing written
+  # Below that, the checkpoint itself tells another model from a damaged checkpoint.
+  other = nnx.eval_shape(lambda: workdir_lib.build_model(c, nnx.Rngs(0)))
+  ckpt = workdir_lib.checkpointer(str(tmp_path), read_only=True)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match="another model"):
+    ckpt.restore({"params": nnx.state(other, nnx.Param)})
+  ckpt.close()
 
 
 def test_corrupt_checkpoint_gives_clear_error(data_dir, tmp_path):

@@ -9,7 +9,10 @@ import pytest
 
 from configs import zett_tiny
 from jaxtok.compare import zett as zett_compare
+from jaxtok.configlib import ConfigError
+from jaxtok.models import workdir as workdir_lib
 from jaxtok.tokenizers import targets
+from jaxtok.train import prepare as prepare_lib
 from jaxtok.train import zett
 from jaxtok.train.metrics import MetricWriter
 
@@ -78,3 +81,20 @@ def test_curve_reads_hypernet_and_fvt_per_step(tmp_path):
   assert [(r["step"], r["hypernet"]) for r in rows] == [(10, 4.9), (20, 4.4)]
   np.testing.assert_allclose([r["gain"] for r in rows], [-0.1, 0.4])
   assert "| 20 | ru |" in zett_compare.curve_markdown(rows)
+
+
+def test_a_mixed_language_run_resumes_and_another_mix_is_refused(texts, monkeypatch):
+  """data.mix resolves data.name to the mixed corpus; a resume compares the resolved name with
+  the workdir's, so the same config resumes and another mix is refused."""
+  c, de, ru, tmp = texts
+  c.data.update(mix=f"{de},{ru}", mix_docs=1000, mix_doc_bytes=4096)
+  run = tmp / "run"
+  run.mkdir()
+  resolved = prepare_lib.prepare(c, str(run))
+  assert resolved.data.name != c.data.name  # the mixed corpus
+  (run / workdir_lib.CONFIG_FILE).write_text(resolved.to_json_best_effort())
+  monkeypatch.setattr(workdir_lib, "has_checkpoint", lambda workdir: True)
+  assert prepare_lib.prepare(c, str(run)).data.name == resolved.data.name
+  c.data.mix = de
+  with pytest.raises(ConfigError, match="config.data.name="):
+    prepare_lib.prepare(c, str(run))
