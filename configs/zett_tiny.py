@@ -46,12 +46,20 @@ def get_config():
   c.data.update(batch_size=8, seq_len=384)  # rows of text (bytes) per step
   c.data.tokens_per_row = 160  # the row under the sampled tokenizer, cut to this many tokens
   c.data.vocab_per_step = 768  # batch tokens + random negatives: the step's softmax
+  # Training text from several text specs (comma-separated, see jaxtok.tokenizers.targets),
+  # e.g. for multilingual targets; "" = data.name alone.
+  c.data.update(mix="", mix_docs=2000, mix_doc_bytes=4096)
   c.train.update(steps=150, lr=1e-3, warmup_steps=10, weight_decay=0.01, log_every=10, eval_every=0)
   c.train.update(ckpt_every=50, keep=2)
-  c.train.identity_steps = 20  # the identity phase (MIMICK-style), before the transfer phase
+  # The identity phase (MIMICK-style, before the transfer phase, its own optimizer): base
+  # tokens predicted from their parts. Off here: on this preset it made the hypernetwork worse
+  # than FVT at first and no better at the end (README, ZeTT).
+  c.train.identity_steps = 0
   c.train.identity_batch = 256  # base tokens per identity step
-  c.train.aux_weight = 0.5  # L2 to the base embeddings of tokens the base vocab has
+  c.train.aux_weight = 0.5  # L2 to the base embeddings of shared tokens (relative to their var)
   c.train.base_dtype = "float32"  # the frozen base LM's dtype
+  # Evaluation tokenizers ("spec" or "spec@text": trained on and scored on held-out `text`),
+  # every train.eval_every steps and at the end: `python -m experiments.zett_curve`.
   c.eval = dict(tokenizers="unigram:1024", docs=16, doc_bytes=2048, seq_len=128, batch_size=8)
   c.compare = dict(
     hypernet_workdir="",  # "" = <workdir>/hypernet

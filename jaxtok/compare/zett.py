@@ -18,13 +18,14 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 from flax import nnx
 
 from jaxtok.eval import dynamic as dynamic_eval
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.models import hypernet as hypernet_lib
 from jaxtok.models.transfer import with_embeddings
-from jaxtok.tokenizers import embedding_init
+from jaxtok.tokenizers import decompose, embedding_init
 from jaxtok.tokenizers.targets import Unavailable, make_target, text_source
 from jaxtok.train import trainer, zett
 from jaxtok.train.metrics import markdown_table
@@ -78,10 +79,18 @@ def run(config, workdir: str) -> dict[str, Any]:
     kw = dict(seq_len=c.seq_len, batch_size=c.batch_size)
     base_batches = tokenizer_bpb.eval_batches(base_tok, docs, **kw)
     batches = tokenizer_bpb.eval_batches(tok, docs, **kw)
+    own = hypernet.cfg.copy_shared  # the hypernetwork's own rule for shared tokens
     inits = {
-      "hypernet": lambda: embedding_init.hypernet_init(tok, emb, predict, max_len),
-      "hypernet+lex": lambda: embedding_init.hypernet_init(
-        tok, emb, predict, max_len, copy_shared=True
+      "hypernet": lambda: embedding_init.hypernet_init(tok, emb, predict, max_len, copy_shared=own),
+      # a hypernetwork that predicts every token, with the shared ones copied afterwards
+      **(
+        {}
+        if own
+        else {
+          "hypernet+lex": lambda: embedding_init.hypernet_init(
+            tok, emb, predict, max_len, copy_shared=True
+          )
+        }
       ),
       "fvt": lambda: embedding_init.fvt_init(tok, emb, max_len),
       "focus": lambda: embedding_init.focus_init(tok, emb, focus_text, max_len=max_len),
@@ -95,6 +104,7 @@ def run(config, workdir: str) -> dict[str, Any]:
       "vocab": tok.vocab_size,
       "bytes_per_token": tokenizer_bpb.bytes_per_token(tok, docs),
       "base_bytes_per_token": tokenizer_bpb.bytes_per_token(base_tok, docs),
+      "shared_use": shared_use(tok, base_tok, docs),
       "original": bpb((emb.emb_in, emb.emb_out), base_batches),
     }
     for method, init in inits.items():
@@ -136,12 +146,18 @@ def run(config, workdir: str) -> dict[str, Any]:
   return results
 
 
+def shared_use(tok, base_tok, docs) -> float:
+  """The share of `tok`'s tokens on `docs` that are base tokens (same bytes): what FVT and a
+  copy already get exactly right, and a hypernetwork that predicts them can only spoil."""
+  ids = np.concatenate(tok.encode_batch(list(docs)))
+  return float((decompose.shared_ids(tok, base_tok)[ids] >= 0).mean())
+
+
 def markdown(results: dict[str, Any]) -> str:
   """The comparison table: validation bits per byte (lower is better) per target and init."""
-  cols = ["target", "vocab", "bytes_per_token", "original", "hypernet", "hypernet+lex", "fvt"]
-  cols += ["focus"]
-  cols += ["lexical", "random"]
-  table = markdown_table([{k: r[k] for k in cols} for r in results["rows"]])
+  cols = ["target", "vocab", "bytes_per_token", "shared_use", "original", "hypernet"]
+  cols += ["hypernet+lex", "fvt", "focus", "lexical", "random"]
+  table = markdown_table([{k: r[k] for k in cols if k in r} for r in results["rows"]])
   notes = [f"- skipped {k}: {v}" for k, v in results["skipped"].items()]
   head = (
     f"Validation bits/byte of the base LM ({results['base']}) under each target tokenizer "
@@ -159,3 +175,31 @@ def markdown(results: dict[str, Any]) -> str:
       markdown_table([{k: r[k] for k in keys} for r in results["dynamic"]]),
     ]
   return "\n".join(out)
+
+
+# --- the learning curve of a hypernetwork run -------------------------------------------------
+
+
+def curve(hypernet_workdir: str) -> list[dict[str, Any]]:
+  """Per evaluation step of a hypernetwork run (config.train.eval_every) and per evaluation
+  tokenizer: the bits per byte with hypernetwork and with FVT embeddings, from metrics.jsonl.
+  Step 0 is FVT in the residual form (the hypernetwork starts as FVT)."""
+  rows: dict[int, dict[str, float]] = {}
+  with open(os.path.join(hypernet_workdir, "metrics.jsonl")) as f:
+    for line in f:
+      m = json.loads(line)
+      evals = {k[len("eval/") :]: v for k, v in m.items() if k.startswith("eval/")}
+      if evals:
+        rows.setdefault(m["step"], {}).update(evals)  # a resumed run's later rows win
+  out = []
+  for step in sorted(rows):
+    for key, bpb in sorted(rows[step].items()):
+      if key.startswith("bpb_"):
+        name = key[len("bpb_") :]
+        fvt = rows[step].get(f"fvt_bpb_{name}", float("nan"))
+        out.append({"step": step, "target": name, "hypernet": bpb, "fvt": fvt, "gain": fvt - bpb})
+  return out
+
+
+def curve_markdown(rows: list[dict[str, Any]]) -> str:
+  return markdown_table(rows) if rows else "(no evaluations: set config.train.eval_every)"

@@ -35,7 +35,7 @@ def eval_batches(
     repeat=False,
     encode_fn=tok.make_encoder(),
   )
-  return [packing.with_target_bytes(b, tok.lengths) for b in it]
+  return [tok.with_target_bytes(b) for b in it]
 
 
 @functools.partial(jax.jit, static_argnums=0)

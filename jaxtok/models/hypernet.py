@@ -13,7 +13,9 @@ by a per-dimension scale initialised to the standard deviation of the base
 embeddings (and shifted by their mean), so predictions start at the right
 magnitude. In the residual form (default) the prediction is
 E = mean of the decomposition's base embeddings (FVT) + alpha * H(.), with the
-heads zero-initialised: the untrained hypernetwork is exactly FVT.
+heads zero-initialised: the untrained hypernetwork is exactly FVT. With
+`copy_shared` a token the base vocabulary has keeps its base
+embeddings and only the others are predicted (see `jaxtok.train.zett`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class HypernetConfig(Section):
   max_len: int = 7  # base tokens per decomposed token
   residual: bool = True  # E = FVT + alpha * H, heads zero-initialised
   alpha: float = 1.0
+  # Tokens whose bytes are a base token keep its embeddings (in training and in use): the
+  # hypernetwork predicts only the tokens the base vocabulary lacks. Off by default: on the
+  # tiny preset, predicting them too (they are used in new contexts) scores far better.
+  copy_shared: bool = False
   dtype: str = "float32"
 
   section: ClassVar[str] = "model"

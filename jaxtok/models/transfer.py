@@ -91,7 +91,10 @@ def transfer_with(
     if hypernet is None:
       raise ValueError("method 'hypernet' needs a trained hypernetwork")
     predict = hypernet_lib.predictor(hypernet, emb.emb_in, emb.emb_out)
-    tables = embedding_init.hypernet_init(target, emb, predict, hypernet.cfg.max_len)
+    cfg = hypernet.cfg
+    tables = embedding_init.hypernet_init(
+      target, emb, predict, cfg.max_len, copy_shared=cfg.copy_shared
+    )
   elif method == "fvt":
     tables = embedding_init.fvt_init(target, emb)
   elif method == "focus":

@@ -1,14 +1,29 @@
 """Any tokenizer seen at byte level: every token id is an exact byte string.
 
 ZeTT compares tokenizers on the bytes of the same text, so each tokenizer is
-viewed as (a) a table id -> bytes and (b) an encoder whose tokens always
-concatenate back to the input bytes exactly. Hugging Face tokenizers segment
-the text; where a tokenizer is not lossless (WordPiece drops whitespace and
-lowercases, SentencePiece adds a dummy prefix, unknown tokens, NFKC) the gaps
-and mismatching tokens are re-covered greedily with the longest tokens of the
-view. Every byte has a token: bytes the tokenizer lacks are appended as
-single-byte tokens after its own ids, so ids of the original tokenizer keep
-their meaning (a base model's embedding rows stay aligned).
+viewed as (a) a table id -> bytes and (b) an encoder that gives the real
+tokenizer's ids wherever those ids spell the text, and is lossless always.
+
+Rules (README, "Zero-Shot Tokenizer Transfer"):
+* Dummy prefix. A tokenizer that puts a space before each text (SentencePiece's
+  add_dummy_prefix, llama.cpp's BERT word starts, byte-level add_prefix_space)
+  has `prefix == b" "`: `encode(text)` is its own ids, which spell
+  `prefix + text`, and `target_bytes` counts the token after BOS one byte
+  short, so bits per byte still divide by the bytes of the text (a document
+  whose first token is the bare dummy space counts it as its one byte).
+* Lossy tokenizers. Where the real ids do not spell the text (WordPiece drops
+  whitespace and lowercases, unknown tokens, NFKC), the gaps and mismatching
+  tokens are re-covered greedily with the longest tokens of the view.
+* Special tokens. Text that spells a special token (`<|endoftext|>`) is text by
+  default (`parse_special=False`, as llama.cpp's default and `transformers`'
+  `split_special_tokens=True`): it gets the tokens any other text would, and
+  only the model's own bos/eos/pad ids stand for document boundaries. With
+  `parse_special=True` it maps to the special id, as `transformers` does by
+  default (for prompts such as chat templates); the view is then not lossless,
+  since a special id stands for no bytes.
+* Every byte has a token: bytes the tokenizer lacks are appended as
+  single-byte tokens after its own ids, so ids of the original tokenizer keep
+  their meaning (a base model's embedding rows stay aligned).
 """
 
 from __future__ import annotations
@@ -87,16 +102,20 @@ class ByteTokenizer:
     eos: int | str | None = None,
     pad: int | str | None = None,
     name: str = "",
+    parse_special: bool = False,
   ):
     self.hf = tokenizer
     self.name = name
+    self.parse_special = parse_special
     spec = json.loads(tokenizer.to_str())
     model = spec.get("model", {})
     self.kind = _kind(spec)
     prefix = model.get("continuing_subword_prefix") if model.get("type") == "WordPiece" else None
     vocab_map = tokenizer.get_vocab(with_added_tokens=True)
     size = max(vocab_map.values()) + 1 if vocab_map else 0
-    special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+    added = spec.get("added_tokens", [])
+    special = {t["id"] for t in added if t.get("special")}
+    literal = {t["id"] for t in added if not t.get("special") and not t.get("normalized")}
     unk = model.get("unk_token") if isinstance(model.get("unk_token"), str) else None
     unk_id = model.get("unk_id")
     vocab: list[bytes] = [b""] * size
@@ -105,7 +124,9 @@ class ByteTokenizer:
       names[i] = tok
       if i in special or tok == unk or (unk_id is not None and i == unk_id):
         continue
-      vocab[i] = token_string_to_bytes(tok, self.kind, prefix)
+      # An added token matched in the raw text stands for its own spelling.
+      literal_bytes = tok.encode("utf-8") if i in literal else None
+      vocab[i] = literal_bytes or token_string_to_bytes(tok, self.kind, prefix)
     self.hf_size = size
     have = {b for b in vocab if len(b) == 1}
     for b in range(256):
@@ -147,7 +168,12 @@ class ByteTokenizer:
       if b and b not in self.lookup:
         self.lookup[b] = i
     self.max_token_bytes = int(self.lengths.max())
-    self._hf_to_view = np.arange(self.hf_size, dtype=np.int32)
+    self.prefix = self._dummy_prefix()
+
+  def _dummy_prefix(self) -> bytes:
+    """b" " when the tokenizer puts a space before every text, else b"" (probed)."""
+    ids = self._hf_encode(["x"])[0].ids
+    return b" " if b"".join(self.vocab[i] for i in ids) == b" x" else b""
 
   # --- properties --------------------------------------------------------------------------
 
@@ -173,7 +199,7 @@ class ByteTokenizer:
   # --- encoding ----------------------------------------------------------------------------
 
   def encode(self, data: bytes | str) -> np.ndarray:
-    """int32 ids whose bytes concatenate to `data` exactly (no specials added)."""
+    """int32 ids that spell `prefix + data` (b"" for empty data); no bos/eos added."""
     return self.encode_batch([data])[0]
 
   def encode_batch(self, docs: Sequence[bytes | str]) -> list[np.ndarray]:
@@ -186,46 +212,76 @@ class ByteTokenizer:
           pieces.append((d, start, data[start:end].decode("utf-8")))
         else:
           invalid[d].append((start, end))
-    encs = self.hf.encode_batch([p[2] for p in pieces], add_special_tokens=False)
+    encs = self._hf_encode([p[2] for p in pieces])
     parts: list[list[tuple[int, np.ndarray]]] = [[] for _ in raw]
     for (d, start, text), enc in zip(pieces, encs):
-      parts[d].append((start, self._align(text.encode("utf-8"), enc)))
+      # The dummy prefix belongs before the text, not before a run after invalid bytes.
+      lead = self.prefix if start == 0 else b""
+      parts[d].append((start, self._align(text.encode("utf-8"), enc, lead)))
     for d, spans in enumerate(invalid):
       for start, end in spans:  # bytes that are not UTF-8 are single-byte tokens
         parts[d].append(
           (start, np.array([self.lookup[raw[d][i : i + 1]] for i in range(start, end)]))
         )
+      if self.prefix and spans and spans[0][0] == 0:  # the text starts with invalid bytes
+        parts[d].append((-1, np.array(self.greedy(self.prefix))))
     out = []
     for p in parts:
       p.sort(key=lambda x: x[0])
       out.append(np.concatenate([a for _, a in p]).astype(np.int32) if p else np.zeros(0, np.int32))
     return out
 
-  def _align(self, data: bytes, enc) -> np.ndarray:
+  def encode_pieces(self, pieces: Sequence[bytes]) -> list[np.ndarray]:
+    """Ids that spell each piece exactly, without the dummy prefix: a token of another
+    tokenizer in this one's tokens (the real tokenizer's, but for the first token)."""
+    out = self.encode_batch(pieces)
+    if not self.prefix:
+      return out
+    for k, ids in enumerate(out):
+      if len(ids):  # the first token carries the prefix: re-cover the rest of its bytes
+        rest = self.vocab[ids[0]][len(self.prefix) :]
+        head = [self.lookup[rest]] if rest in self.lookup else self.greedy(rest)
+        out[k] = np.concatenate([head, ids[1:]]).astype(np.int32)
+    return out
+
+  def _hf_encode(self, texts: list[str]):
+    # Set per call: wrappers with different settings may share one HF tokenizer.
+    self.hf.encode_special_tokens = not self.parse_special
+    return self.hf.encode_batch(texts, add_special_tokens=False)
+
+  def _align(self, text: bytes, enc, lead: bytes = b"") -> np.ndarray:
+    """The real ids where they spell `lead + text`; gaps and mismatches re-covered greedily."""
     ids = enc.ids
+    data = lead + text
     if b"".join([self.vocab[i] for i in ids]) == data:
-      return np.asarray(ids, np.int32)  # lossless tokenizer: the common, fast case
-    # Map char offsets to byte offsets, then keep each token whose bytes sit at the cursor.
-    arr = np.frombuffer(data, np.uint8)
-    char_start = np.flatnonzero((arr & 0xC0) != 0x80)
-    char_to_byte = np.append(char_start, len(data))
+      return np.asarray(ids, np.int32)  # the real tokenizer spells the text: the common case
+    # Map char offsets to byte offsets (of `data`), then keep each token whose bytes sit at
+    # the cursor, or at the start or end of its span (a word start's space may lie outside
+    # its span); a special token the text spells is kept with parse_special.
+    arr = np.frombuffer(text, np.uint8)
+    char_to_byte = np.append(np.flatnonzero((arr & 0xC0) != 0x80), len(text)) + len(lead)
+    at = lambda c: int(char_to_byte[min(c, len(char_to_byte) - 1)])
     out: list[int] = []
     pos = 0
-    for i, (cs, _) in zip(ids, enc.offsets):
+    for i, (cs, ce) in zip(ids, enc.offsets):
       tb = self.vocab[i]
       if not tb:
-        continue
-      if data.startswith(tb, pos):
-        out.append(i)
-        pos += len(tb)
-        continue
-      bs = int(char_to_byte[min(cs, len(char_to_byte) - 1)])
-      if bs > pos:
-        out += self.greedy(data[pos:bs])
-        pos = bs
-        if data.startswith(tb, pos):
+        if self.parse_special and ce > cs and at(cs) >= pos:
+          out += self.greedy(data[pos : at(cs)])
           out.append(i)
-          pos += len(tb)
+          pos = at(ce)
+        continue
+      bs, be = at(cs), at(ce)
+      start = next(
+        (s for s in (pos, bs, be - len(tb)) if s >= pos and data.startswith(tb, s)), None
+      )
+      if start is None:  # not spelled here (lowercased, normalized): re-cover up to its span
+        start = max(pos, bs)
+        tb = b""
+      out += self.greedy(data[pos:start])
+      if tb:
+        out.append(i)
+      pos = start + len(tb)
     out += self.greedy(data[pos:])
     return np.asarray(out, np.int32)
 
@@ -242,7 +298,23 @@ class ByteTokenizer:
     return out
 
   def decode(self, ids: Sequence[int] | np.ndarray) -> bytes:
+    """The bytes the ids spell (a whole encoded text: `prefix + text`)."""
     return b"".join(self.vocab[int(i)] for i in ids if 0 <= int(i) < len(self.vocab))
+
+  def target_bytes(self, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """int32 bytes of the text each target token stands for (0 for padding): its length,
+    less the dummy prefix for the first token of a document (the target of a BOS)."""
+    n = np.where(targets >= 0, self.lengths[np.maximum(targets, 0)], 0)
+    if self.prefix:
+      # A first token that is the bare dummy space keeps 1 byte: tokens of 0 bytes (eos)
+      # are left out of bits per byte, and its prediction belongs to the text's code length.
+      first = (inputs == self.bos_id) & (n > 0)
+      n = np.where(first, np.maximum(n - len(self.prefix), 1), n)
+    return n.astype(np.int32)
+
+  def with_target_bytes(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`batch` plus "target_bytes", so token models count bits over the bytes of the text."""
+    return {**batch, "target_bytes": self.target_bytes(batch["inputs"], batch["targets"])}
 
   def make_encoder(self):
     """bytes -> int32 ids with bos ... eos, the layout PackedBatches expects."""
@@ -260,7 +332,8 @@ class ByteTokenizer:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     self.hf.save(path)
     with open(sidecar_path(path), "w") as f:
-      json.dump({"name": self.name, "bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id}, f)
+      side = {"name": self.name, "bos": self.bos_id, "eos": self.eos_id, "pad": self.pad_id}
+      json.dump({**side, "parse_special": self.parse_special}, f)
 
 
 def sidecar_path(path: str) -> str:

@@ -3,8 +3,12 @@
 ZeTT's hypernetwork sees a new token through the base model's own embeddings:
 the token's bytes are tokenized by the base tokenizer (at most `max_len`
 base tokens; longer decompositions are cut, as in the paper). A token whose
-bytes are a base token decomposes to exactly that token. Special tokens
-(bos/eos/pad) map to the base model's tokens of the same role.
+bytes are a base token decomposes to exactly that token.
+
+Special tokens copy the base model's token of the same role; a target token
+with several roles takes the first of bos, eos, pad (GPT-2's <|endoftext|> is
+all three: it copies the base's BOS). The base's roles are resolved once, by
+`jaxtok.train.zett.load_base_spec`, whatever the entry point.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def decompose_bytes(
     elif b:
       todo.append(i)
   if todo:
-    for i, ids in zip(todo, base.encode_batch([pieces[i] for i in todo])):
+    for i, ids in zip(todo, base.encode_pieces([pieces[i] for i in todo])):
       ids = ids[:max_len]
       out[i, : len(ids)] = ids
   return out
@@ -44,22 +48,23 @@ def decompose(
 ) -> np.ndarray:
   """int32 [target.vocab_size, max_len]: each target token as base ids (-1 padded)."""
   out = decompose_bytes(target.vocab, base, max_len)
-  for mine, theirs in (
-    (target.pad_id, base.pad_id),
-    (target.bos_id, base.bos_id),
-    (target.eos_id, base.eos_id),
-  ):
-    out[mine] = -1
-    out[mine, 0] = theirs
+  copies = special_copies(target, base)
+  rows = np.flatnonzero(copies >= 0)
+  out[rows] = -1
+  out[rows, 0] = copies[rows]
   return out
 
 
 def special_copies(target: ByteTokenizer, base: ByteTokenizer) -> np.ndarray:
-  """int32 [target vocab]: the base id whose embedding a target special token copies, else -1."""
+  """int32 [target vocab]: the base id whose embedding a target special token copies, else -1
+  (a token with several roles: bos before eos before pad)."""
   out = np.full(target.vocab_size, -1, np.int32)
-  out[target.pad_id] = base.pad_id
-  out[target.bos_id] = base.bos_id
-  out[target.eos_id] = base.eos_id
+  for mine, theirs in (
+    (target.pad_id, base.pad_id),
+    (target.eos_id, base.eos_id),
+    (target.bos_id, base.bos_id),  # written last: it wins
+  ):
+    out[mine] = theirs
   return out
 
 

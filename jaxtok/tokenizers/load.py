@@ -17,7 +17,7 @@ import os
 import struct
 from collections.abc import Sequence
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from jaxtok import hub
 from jaxtok.tokenizers import gguf_file
@@ -39,22 +39,24 @@ _PRE_REGEX = {
   "deepseek-llm": _QWEN2,
   "deepseek-coder": _QWEN2,
 }
+_IGNORE_MERGES = {"llama-bpe", "llama3"}  # llama.cpp: Llama-3 vocabularies only
 _DIGIT_SPLIT = {"smollm", "starcoder", "refact", "falcon", "command-r"}
 
 # GGUF token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
-_UNKNOWN, _CONTROL, _UNUSED = 2, 3, 5
+_UNKNOWN, _CONTROL, _USER_DEFINED = 2, 3, 4
 
 
 class TokenizerLoadError(ValueError):
   """A tokenizer file that is missing, of an unknown format, or unsupported."""
 
 
-def load_tokenizer(path: str, **specials) -> ByteTokenizer:
+def load_tokenizer(path: str, *, parse_special: bool | None = None, **specials) -> ByteTokenizer:
   """A ByteTokenizer from a tokenizer.json, a directory holding one, a `.model`, a `.gguf`,
   or `hf:<hub id or directory>` (a hub id resolves through huggingface_hub's cache).
 
   `specials` (bos=, eos=, pad=; ids or names) override the defaults: a sidecar
   written by `ByteTokenizer.save`, the GGUF metadata, or the usual names.
+  `parse_special` (see `ByteTokenizer`; default: the sidecar's, else False).
   """
   if hub.is_spec(path):
     path = hub.resolve(path, patterns=("tokenizer.json", "tokenizer_config.json"))
@@ -81,8 +83,10 @@ def load_tokenizer(path: str, **specials) -> ByteTokenizer:
       with open(side) as f:
         saved = json.load(f)
       name = saved.get("name") or name
-      meta = {k: saved[k] for k in ("bos", "eos", "pad") if k in saved}
+      meta = {k: saved[k] for k in ("bos", "eos", "pad", "parse_special") if k in saved}
   meta.update({k: v for k, v in specials.items() if v is not None})
+  if parse_special is not None:
+    meta["parse_special"] = parse_special
   return ByteTokenizer(hf, name=name, **meta)
 
 
@@ -107,7 +111,9 @@ def gguf_tokenizer(path: str) -> tuple[Tokenizer, dict]:
   kind = f.get("model")
   if kind == "gpt2":
     merges = [tuple(m.split(" ", 1)) for m in f.get("merges", [])]
-    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, ignore_merges=False))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ignore_merges = f.get("pre") in _IGNORE_MERGES  # a pre-token that is a token stays whole
+    tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges))
     tok.pre_tokenizer = _byte_level_pre(f.get("pre"))
     tok.decoder = decoders.ByteLevel()
   elif kind in ("llama", "gemma4"):
@@ -143,14 +149,22 @@ def _byte_level_pre(pre: str | None):
       ]
     )
   byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  if pre == "falcon":  # llama.cpp: punctuation runs, then GPT-2's regex, then digit triples
+    return pre_tokenizers.Sequence(
+      [
+        pre_tokenizers.Punctuation(behavior="contiguous"),
+        byte_level,
+        pre_tokenizers.Split(Regex("[0-9][0-9][0-9]"), behavior="isolated"),
+      ]
+    )
   if pre in _DIGIT_SPLIT:
     return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
   return byte_level
 
 
 def _add_specials(tok: Tokenizer, tokens: Sequence[str], types: Sequence[int]) -> None:
-  from tokenizers import AddedToken
-
+  """Control/unknown tokens as special tokens; user-defined ones (MPT's runs of spaces,
+  chat markers) as plain added tokens: llama.cpp matches both in the raw text first."""
   special = [
     AddedToken(t, special=True, normalized=False)
     for t, ty in zip(tokens, types)
@@ -158,6 +172,13 @@ def _add_specials(tok: Tokenizer, tokens: Sequence[str], types: Sequence[int]) -
   ]
   if special:
     tok.add_special_tokens(special)
+  user = [
+    AddedToken(t, special=False, normalized=False)
+    for t, ty in zip(tokens, types)
+    if ty == _USER_DEFINED and t
+  ]
+  if user:
+    tok.add_tokens(user)
 
 
 def _spm_merges(tokens: Sequence[str], scores: Sequence[float], types: Sequence[int]):
@@ -213,23 +234,27 @@ def _spm_unigram(tokens, scores, types, unk_id, add_prefix: bool) -> Tokenizer:
 
 
 def _wordpiece_from_gguf(tokens, types, unk_id) -> Tokenizer:
-  # llama.cpp writes WordPiece word starts as "▁word" and continuations without "##".
+  # llama.cpp writes WordPiece word starts as "▁word" (the space before the word) and
+  # continuations without "##"; each word gets its "▁" as llama.cpp's tokenizer does, so the
+  # byte view reads a word start as " word" and the ids spell spaced text exactly.
   vocab = {}
   for i, (t, ty) in enumerate(zip(tokens, types)):
-    if ty == 1 and t.startswith("\u2581"):
-      key = t[1:]
-    elif ty == 1:
-      key = "##" + t
-    else:
-      key = t
+    key = ("##" + t if not t.startswith("\u2581") else t) if ty == 1 else t
     vocab.setdefault(key, i)
   unk = tokens[unk_id] if unk_id is not None else "[UNK]"
   tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, continuing_subword_prefix="##"))
   # An uncased vocabulary (no ASCII capitals) means the text was lowercased.
   lowercase = not any(any("A" <= c <= "Z" for c in t) for t, ty in zip(tokens, types) if ty == 1)
   tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-  tok.decoder = decoders.WordPiece()
+  tok.pre_tokenizer = pre_tokenizers.Sequence(
+    [
+      pre_tokenizers.BertPreTokenizer(),
+      pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False),
+    ]
+  )
+  tok.decoder = decoders.Sequence(
+    [decoders.Replace("##", ""), decoders.Metaspace(prepend_scheme="always"), decoders.Fuse()]
+  )
   return tok
 
 

@@ -18,10 +18,12 @@ Text specs:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from jaxtok.data import corpora
@@ -95,7 +97,30 @@ def text_source(spec: str, split: str, config, *, max_docs: int, doc_bytes: int)
   return docs
 
 
-def _save_atomic(tok: ByteTokenizer, path: str) -> None:
+def mixed_corpus(specs: Sequence[str], config, *, docs_per_source: int, doc_bytes: int) -> str:
+  """A JSON-lines file of the train documents of several text specs, interleaved (cached by
+  the specs): `load_corpus("files:<path>")` reads it, so a run trains on several languages.
+  Each source gives `docs_per_source` documents spread evenly over it, each cut to
+  `doc_bytes`; a Debian source's held-out documents stay out (see `text_source`)."""
+  key = hashlib.blake2b(f"{list(specs)}|{docs_per_source}|{doc_bytes}".encode(), digest_size=8)
+  path = os.path.join(sources.cache_dir(), "zett_text", f"mix-{key.hexdigest()}.jsonl")
+  if os.path.exists(path):
+    return path
+  parts = []
+  for spec in specs:
+    docs = text_source(spec, "train", config, max_docs=1 << 30, doc_bytes=doc_bytes)
+    pick = np.unique(np.linspace(0, len(docs) - 1, min(docs_per_source, len(docs))).astype(int))
+    parts.append([docs[i] for i in pick])
+  rows = [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)]
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as f:
+    for doc in rows:
+      f.write(json.dumps({"text": doc.decode("utf-8", errors="replace")}) + "\n")
+  os.replace(f.name, path)
+  return path
+
+
+def save_atomic(tok: ByteTokenizer, path: str) -> None:
   """Saves into a temporary folder, then moves the sidecar and (last) the tokenizer in place."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
@@ -126,7 +151,7 @@ def make_target(spec: str, config, train_text: str | None = None) -> ByteTokeniz
     if not os.path.exists(path):
       docs = text_source(source, "train", config, max_docs=n_docs, doc_bytes=1 << 20)
       tok = ByteTokenizer(train_tokenizer(kind, docs, int(arg)), name=f"{spec}@{source}")
-      _save_atomic(tok, path)
+      save_atomic(tok, path)
     return load_tokenizer(path)
   if kind == "gguf":
     if config is None:

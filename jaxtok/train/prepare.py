@@ -11,8 +11,9 @@ restoring the workdir later never opens a corpus:
 * a BLT's mean bytes per patch (`patching.bytes_per_patch`, for FLOP
   accounting) is measured on training batches, and precomputed entropies
   (`patching.entropies=precomputed`) are computed if missing (`patching.entropy_store`);
-* a ZeTT run gets its base workdir and its evaluation tokenizers (trained or
-  fetched once, copied into the workdir: `eval.tokenizer_files`).
+* a ZeTT run gets its base workdir, its evaluation tokenizers (trained or
+  fetched once, copied into the workdir: `eval.tokenizer_files`) and, with
+  `data.mix`, its mixed-language training text (`jaxtok.train.zett.prepare`).
 
 On resume, what the workdir already recorded is reused, not recomputed, and
 the workdir's files are the truth: a config whose tokenizer differs from the
@@ -27,7 +28,6 @@ import copy
 import filecmp
 import json
 import os
-import tempfile
 
 from jaxtok.checkpoint import copy_atomic
 from jaxtok.configlib import ConfigError
@@ -36,9 +36,10 @@ from jaxtok.models import entropy_model
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.patching.config import PatchingConfig
 from jaxtok.patching.entropy import precompute, store_dir
-from jaxtok.tokenizers import bpe, targets
+from jaxtok.tokenizers import bpe
 from jaxtok.tokenizers.byte_view import sidecar_path
 from jaxtok.tokenizers.load import load_tokenizer
+from jaxtok.train import zett
 from jaxtok.train.blt_task import (
   BLTBatches,
   blt_encode_fn,
@@ -56,12 +57,12 @@ def prepare(config, workdir: str):
   with config.unlocked():
     if config.data.get("tokenizer"):
       _tokenizer(config, workdir, stored)
+    if name == "hypernet":  # resolves data.name (data.mix), compared below as stored
+      _zett(config, workdir)
     if stored is not None and workdir_lib.has_checkpoint(workdir):
       check_same_run(config, stored, workdir)
     if name == "blt":
       _patching(config, stored)
-    if name == "hypernet":
-      _zett(config, workdir)
   return config
 
 
@@ -250,14 +251,4 @@ def zett_base_workdir(config, workdir: str) -> str:
 def _zett(config, workdir: str) -> None:
   if config.base.kind == "jaxtok":
     config.base.workdir = zett_base_workdir(config, workdir)
-  files = {}
-  for spec in [s.strip() for s in config.eval.tokenizers.split(",") if s.strip()]:
-    name = spec.replace(":", "")
-    path = os.path.join(os.path.abspath(workdir), "eval_tokenizers", f"{name}.json")
-    if not os.path.exists(path):
-      tok = targets.make_target(spec, config)
-      with tempfile.TemporaryDirectory() as tmp:
-        tok.save(os.path.join(tmp, "tok.json"))
-        _copy_tokenizer(os.path.join(tmp, "tok.json"), path)
-    files[name] = path
-  config.eval.tokenizer_files = files
+  zett.prepare(config, workdir)

@@ -11,9 +11,16 @@ Each step (after an identity warm-up stage):
      predicted input embeddings and its softmax over the step vocabulary
      scores the next tokens;
   4. loss = LM cross-entropy + aux_weight x L2 to the base embeddings of
-     tokens that exist in the base vocabulary.
-The identity stage before it trains the hypernetwork to reproduce the base
-embeddings from the base tokenizer's own tokens (MIMICK-style).
+     tokens that exist in the base vocabulary (relative to the table's variance;
+     with `model.copy_shared` those tokens copy the base embeddings instead).
+The identity stage before it (its own phase: its own optimizer and schedule)
+trains the hypernetwork to reproduce base embeddings (MIMICK-style). A base
+token read as itself is trivial in the residual form (its FVT already is its
+embedding, so loss and gradient are 0) and copied with `copy_shared`, so the
+identity batches read base tokens split at a random byte into other base
+tokens (with `copy_shared=False`, half of them as themselves): the
+hypernetwork learns to predict a token's embedding from its parts, which is
+what it must do for every token a base vocabulary lacks.
 
 This is a task of the common trainer (`config.model.name="hypernet"`; the
 model section holds the hypernetwork's fields): the trainable state is the
@@ -28,7 +35,9 @@ and samples the same tokenizers.
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
+import re
 from typing import Any
 
 import jax
@@ -38,7 +47,7 @@ from flax import nnx
 
 from jaxtok import hub
 from jaxtok.configlib import require
-from jaxtok.data import codec, corpora, packing
+from jaxtok.data import codec, corpora
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.models import hf, transfer
 from jaxtok.models import hypernet as hypernet_lib
@@ -48,7 +57,8 @@ from jaxtok.models.flops import Flops
 from jaxtok.models.hypernet import Hypernet, HypernetConfig
 from jaxtok.models.losses import foreign_embedding_sums
 from jaxtok.models.transformer import DTYPES, Transformer
-from jaxtok.tokenizers import decompose, embedding_init, sources, targets
+from jaxtok.tokenizers import decompose, embedding_init, sources
+from jaxtok.tokenizers import targets as targets_lib
 from jaxtok.tokenizers.byte_view import ByteTokenizer
 from jaxtok.tokenizers.load import load_tokenizer
 from jaxtok.tokenizers.sampler import TokenizerSampler
@@ -77,30 +87,108 @@ def validate_config(config) -> None:
   need(d.tokens_per_row > 1, "data.tokens_per_row", "must be > 1")
   need(d.vocab_per_step > 3, "data.vocab_per_step", "must be > 3")
   need(s.window >= 1, "sampler.window", "must be >= 1")
+  if d.get("mix"):
+    need(d.mix_docs > 0 and d.mix_doc_bytes > 0, "data.mix_docs", "and mix_doc_bytes must be > 0")
   HypernetConfig.from_dict(config.model)
 
 
+def prepare(config, workdir: str) -> None:
+  """Resolves, once, what the run needs from data (called by `jaxtok.train.prepare`):
+
+  * `data.mix` (text specs, comma-separated): the training text becomes their train
+    documents, interleaved, as one JSON-lines corpus (`data.name`);
+  * `eval.tokenizers` ("spec" or "spec@text", comma-separated): each evaluation tokenizer
+    is made (trained on `text`, else on `data.name`) and copied into the workdir
+    (`eval.tokenizer_files`); its bits/byte are measured on the held-out documents of
+    `text` (`eval.tokenizer_texts`).
+  """
+  d = config.data
+  mix = [x.strip() for x in str(d.get("mix", "")).split(",") if x.strip()]
+  if mix:
+    kw = dict(docs_per_source=d.mix_docs, doc_bytes=d.mix_doc_bytes)
+    try:
+      d.name = f"files:{targets_lib.mixed_corpus(mix, config, **kw)}"
+    except (targets_lib.Unavailable, corpora.CorpusError) as e:
+      raise ValueError(f"config.data.mix={d.mix!r}: {e}") from e
+  files, texts = {}, {}
+  for entry in [s.strip() for s in config.eval.tokenizers.split(",") if s.strip()]:
+    spec, _, text = entry.partition("@")
+    name = eval_name(spec, text)
+    path = os.path.join(os.path.abspath(workdir), "eval_tokenizers", f"{name}.json")
+    if not os.path.exists(path):
+      targets_lib.save_atomic(targets_lib.make_target(spec, config, text or None), path)
+    files[name], texts[name] = path, text
+  config.eval.tokenizer_files = files
+  config.eval.tokenizer_texts = texts
+
+
+def eval_name(spec: str, text: str = "") -> str:
+  """A metric-safe name for an evaluation tokenizer: "unigram1024", "unigram8192_fortunes-ru"
+  (a Debian package's name), else a short hash of the text spec."""
+  name = re.sub(r"[^A-Za-z0-9_-]+", "_", spec.replace(":", "")).strip("_")
+  if not text:
+    return name
+  label = (
+    text.split(":")[1]
+    if text.startswith("deb:")
+    else hashlib.blake2b(text.encode(), digest_size=3).hexdigest()
+  )
+  return f"{name}_{re.sub(r'[^A-Za-z0-9_-]+', '_', label)}"
+
+
 # --- the base model -------------------------------------------------------------------------
+
+
+# The document boundary a GGUF base was pretrained with, where its metadata names other
+# tokens: SmolLM2 separates documents with <|endoftext|>; its GGUF's bos/eos (<|im_start|>,
+# <|im_end|>) mark chat turns, and on raw text they score worse (bits/byte: stdlib 1.027 vs
+# 0.993, fortunes 1.981 vs 1.935). Config fields base.bos/eos/pad override these.
+GGUF_SPECIALS = {"smollm2": dict.fromkeys(("bos", "eos", "pad"), "<|endoftext|>")}
 
 
 def load_base(config) -> tuple[Transformer, ByteTokenizer]:
   """(base LM, its tokenizer at byte level) as config.base describes (a jaxtok workdir, trained
   first by the trainer as a prerequisite, or a GGUF)."""
   b = config.base
-  specials = {k: (b.get(k) or None) for k in ("bos", "eos", "pad")}
-  if b.kind == "jaxtok":
-    model, _ = workdir_lib.restore(b.workdir)
-    tok = load_tokenizer(workdir_lib.tokenizer_path(b.workdir), **specials)
-  else:
-    model, tok = load_gguf_model(sources.resolve_gguf(b.gguf))
-    if any(specials.values()):
-      tok = ByteTokenizer(tok.hf, name=tok.name, **{k: v for k, v in specials.items() if v})
+  if b.kind == "jaxtok" and not os.path.isdir(os.path.expanduser(b.workdir)):
+    raise FileNotFoundError(f"config.base.workdir={b.workdir!r} is not a jaxtok workdir")
+  spec = b.workdir if b.kind == "jaxtok" else b.gguf
+  model, tok = load_base_spec(spec, **{k: b.get(k) for k in ("bos", "eos", "pad")})
   if model.cfg.vocab_size != tok.vocab_size:
     raise ValueError(
       f"config.base: the model has {model.cfg.vocab_size} embeddings but its tokenizer's byte "
       f"view has {tok.vocab_size} tokens; they must match"
     )
   return model, tok
+
+
+def load_base_spec(spec: str, **specials) -> tuple[Transformer, ByteTokenizer]:
+  """A base LM from a jaxtok workdir, a GGUF ("smollm2" or a path) or a Hugging Face
+  checkpoint ("hf:<hub id or directory>", with its tokenizer.json): the one way every entry
+  point (training, comparison, `experiments.transfer --base` or `--hypernet`) opens a base,
+  so its bos/eos/pad, and with them what a target's specials copy, never depend on the entry
+  point. `specials` (names or ids; empty = default) override the base's own (a workdir's
+  sidecar; GGUF_SPECIALS, then the GGUF metadata; the checkpoint's tokenizer)."""
+  chosen = {k: v for k, v in specials.items() if v not in (None, "")}
+  path = os.path.expanduser(spec)
+  if hub.is_spec(spec):
+    loaded = hf.load(spec)
+    if loaded.kind != "transformer" or loaded.tokenizer is None:
+      raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
+    model, tok = hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
+  elif os.path.isdir(path):
+    model, _ = workdir_lib.restore(path)
+    return model, load_tokenizer(workdir_lib.tokenizer_path(path), **chosen)
+  else:
+    model, tok = load_gguf_model(sources.resolve_gguf(spec))
+    chosen = {**GGUF_SPECIALS.get(spec, {}), **chosen}
+  if chosen:
+    tok = ByteTokenizer(tok.hf, name=tok.name, **{**_ids(tok), **chosen})
+  return model, tok
+
+
+def _ids(tok: ByteTokenizer) -> dict[str, int]:
+  return {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
 
 
 class ZettModel(nnx.Module):
@@ -111,7 +199,8 @@ class ZettModel(nnx.Module):
     self.base = base
 
   def predict(self, decomp_NxL, copy_ids_N):
-    """Embeddings [N, D] (input, output) of N tokens; specials copy their base tokens."""
+    """Embeddings [N, D] (input, output) of N tokens; those with a copy id (specials, and
+    shared tokens with `copy_shared`) copy that base token's."""
     emb_in, emb_out = self.base.embedding_tables()
     emb_in = jax.lax.stop_gradient(emb_in)
     emb_out = None if emb_out is None else jax.lax.stop_gradient(emb_out)
@@ -142,25 +231,61 @@ def transfer_loss(aux_weight: float):
   return loss_fn
 
 
+def _sq_err(pred, table, ids):
+  """Squared distance of `pred` to rows `ids` of an embedding table, relative to the table's
+  variance (mean over dimensions): 1 = as far as a typical embedding is from the mean, so
+  the weight of a loss built on it does not depend on the base model's embedding scale."""
+  table = jax.lax.stop_gradient(table).astype(jnp.float32)
+  return jnp.mean((pred - table[ids]) ** 2, -1) / jnp.mean(jnp.var(table, 0))
+
+
 def _aux_l2(model: ZettModel, e_in, e_out, shared_ids):
-  """Mean squared distance to the base embeddings over tokens that exist in the base vocab."""
+  """Relative squared distance to the base embeddings, averaged over the tokens that exist
+  in the base vocabulary."""
   emb_in, emb_out = model.base.embedding_tables()
   ok = shared_ids >= 0
   src = jnp.maximum(shared_ids, 0)
-  d = jnp.mean((e_in - emb_in[src].astype(jnp.float32)) ** 2, -1)
+  d = _sq_err(e_in, emb_in, src)
   if emb_out is not None:
-    d = d + jnp.mean((e_out - emb_out[src].astype(jnp.float32)) ** 2, -1)
+    d = d + _sq_err(e_out, emb_out, src)
   return jnp.sum(jnp.where(ok, d, 0.0)) / jnp.maximum(ok.sum(), 1)
 
 
+def identity_batch(
+  base: ByteTokenizer, size: int, max_len: int, rng: np.random.Generator, *, with_self: bool
+) -> dict[str, np.ndarray]:
+  """`size` rows of base tokens to reproduce: with `with_self` the first half decomposed as
+  themselves, the rest (tokens of >= 2 bytes) split at a random byte, each side in base
+  tokens."""
+  content = np.flatnonzero(base.lengths[: base.hf_size] > 0)
+  multi = content[base.lengths[content] >= 2]
+  n_self = size // 2 if with_self else 0
+  n_self = n_self if len(multi) else size
+  ids = np.concatenate(
+    [
+      rng.choice(content, size=n_self, replace=n_self > len(content)),
+      rng.choice(multi, size=size - n_self, replace=size - n_self > len(multi)),
+    ]
+  ).astype(np.int32)
+  decomp = np.full((size, max_len), -1, np.int32)
+  decomp[:n_self, 0] = ids[:n_self]
+  cuts = [int(rng.integers(1, base.lengths[i])) for i in ids[n_self:]]
+  halves = [h for i, k in zip(ids[n_self:], cuts) for h in (base.vocab[i][:k], base.vocab[i][k:])]
+  parts = base.encode_pieces(halves)
+  for r, (left, right) in enumerate(zip(parts[::2], parts[1::2]), start=n_self):
+    row = np.concatenate([left, right])[:max_len]
+    decomp[r, : len(row)] = row
+  return {"decomp": decomp, "base_ids": ids}
+
+
 def identity_loss(model: ZettModel, batch):
-  """Squared error of the predicted embeddings of base tokens to their own embeddings."""
+  """Relative squared error (see `_sq_err`) of the predicted embeddings of base tokens."""
   emb_in, emb_out = model.base.embedding_tables()
   pred_in, pred_out = model.hypernet(batch["decomp"], emb_in, emb_out)
   ids = batch["base_ids"]
-  err = jnp.mean((pred_in - emb_in[ids].astype(jnp.float32)) ** 2, -1)
+  err = _sq_err(pred_in, emb_in, ids)
   if emb_out is not None:
-    err = err + jnp.mean((pred_out - emb_out[ids].astype(jnp.float32)) ** 2, -1)
+    err = err + _sq_err(pred_out, emb_out, ids)
   n = jnp.asarray(ids.shape[0], jnp.float32)
   return {"loss_sum": err.sum(), "tokens": n, "bytes": n}
 
@@ -208,7 +333,7 @@ def tokenize_rows(
       positions[r, filled : filled + take] = np.arange(take)
       filled += take
   rows = {"inputs": inputs, "targets": targets, "segment_ids": segments, "positions": positions}
-  return packing.with_target_bytes(rows, tok.lengths)
+  return tok.with_target_bytes(rows)
 
 
 def step_vocabulary(
@@ -219,8 +344,10 @@ def step_vocabulary(
   size: int,
   max_len: int,
   rng: np.random.Generator,
+  copy_shared: bool = False,
 ) -> dict[str, np.ndarray]:
-  """Remaps a token batch onto its step vocabulary: batch tokens + random negatives."""
+  """Remaps a token batch onto its step vocabulary: batch tokens + random negatives, with
+  the base ids that specials (and, with `copy_shared`, tokens the base has) copy."""
   used = [batch["inputs"], batch["targets"], [tok.bos_id, tok.eos_id, tok.pad_id]]
   active = np.unique(np.concatenate([np.ravel(u) for u in used]))
   active = active[active >= 0]
@@ -237,6 +364,8 @@ def step_vocabulary(
   pad = size - len(vocab)
   copies = decompose.special_copies(tok, base)[vocab]
   shared = np.where(copies >= 0, -1, decompose.shared_ids(tok, base)[vocab])
+  if copy_shared:  # tokens the base has keep its embeddings: no prediction, no aux loss
+    copies, shared = np.where(shared >= 0, shared, copies), np.full_like(shared, -1)
   decomp = decompose.decompose_bytes([tok.vocab[i] for i in vocab], base, max_len)
   decomp[copies >= 0] = -1
   decomp[copies >= 0, 0] = copies[copies >= 0]
@@ -279,7 +408,6 @@ class ZettBatches:
     )
     self._window: collections.deque = collections.deque(maxlen=s.window)
     self._step = 0
-    self._base_ids = np.flatnonzero(base_tok.lengths[: base_tok.hf_size] > 0)
 
   def __iter__(self):
     return self
@@ -299,18 +427,15 @@ class ZettBatches:
     rng = self._rng()
     max_len = self.config.model.max_len
     if self._step < t.identity_steps:
-      n = t.identity_batch
-      ids = rng.choice(self._base_ids, size=n, replace=n > len(self._base_ids)).astype(np.int32)
-      decomp = np.full((len(ids), max_len), -1, np.int32)
-      decomp[:, 0] = ids  # a base token decomposes to itself
-      batch = {"decomp": decomp, "base_ids": ids}
+      # A token read as itself is copied with copy_shared: only its parts teach anything.
+      with_self = not self.config.model.copy_shared
+      batch = identity_batch(self.base, t.identity_batch, max_len, rng, with_self=with_self)
     else:
       pieces = self._read_text()
       tok = self.sampler.sample(rng)
       batch = tokenize_rows(pieces, tok, d.tokens_per_row)
-      batch = step_vocabulary(
-        batch, tok, self.base, size=d.vocab_per_step, max_len=max_len, rng=rng
-      )
+      kw = dict(size=d.vocab_per_step, max_len=max_len, copy_shared=self.config.model.copy_shared)
+      batch = step_vocabulary(batch, tok, self.base, rng=rng, **kw)
     self._step += 1
     return batch
 
@@ -331,9 +456,14 @@ class ZettBatches:
 # --- evaluation -----------------------------------------------------------------------------
 
 
-def eval_docs(config, split: str = "validation") -> list[bytes]:
-  d, e = config.data, config.eval
-  corpus = corpora.corpus_for(d, split)
+def eval_docs(config, text: str = "") -> list[bytes]:
+  """Held-out documents of a text spec (default: the training corpus) for evaluation."""
+  e = config.eval
+  if text:
+    return targets_lib.text_source(
+      text, "validation", config, max_docs=e.docs, doc_bytes=e.doc_bytes
+    )
+  corpus = corpora.corpus_for(config.data, "validation")
   docs = [corpus[i][: e.doc_bytes] for i in range(min(len(corpus), e.docs))]
   return [x for x in docs if x]
 
@@ -346,12 +476,16 @@ class Evaluator:
     self.graphdef = graphdef  # of the ZettModel: (hypernet params, frozen base) -> model
     self.base_graphdef, self.base_params = nnx.split(base, nnx.Param)
     self.embeddings = embedding_init.BaseEmbeddings(base_tok, *base.embedding_tables())
-    docs = eval_docs(config)
     e = config.eval
-    self.targets = {
-      name: (tok, tokenizer_bpb.eval_batches(tok, docs, seq_len=e.seq_len, batch_size=e.batch_size))
-      for name, tok in targets.items()
-    }
+    texts = e.get("tokenizer_texts") or {}  # (set by `prepare`)
+    docs: dict[str, list[bytes]] = {}  # by text spec ("" = the training corpus)
+    self.targets = {}
+    for name, tok in targets.items():
+      text = texts.get(name, "")
+      if text not in docs:
+        docs[text] = eval_docs(config, text)
+      kw = dict(seq_len=e.seq_len, batch_size=e.batch_size)
+      self.targets[name] = (tok, tokenizer_bpb.eval_batches(tok, docs[text], **kw))
     self._fvt: dict[str, float] | None = None
 
   def bpb(self, tables, batches) -> float:
@@ -364,7 +498,10 @@ class Evaluator:
     predict = hypernet_lib.predictor(hypernet, e.emb_in, e.emb_out)
     out = {}
     for name, (tok, batches) in self.targets.items():
-      tables = embedding_init.hypernet_init(tok, e, predict, hypernet.cfg.max_len)
+      cfg = hypernet.cfg
+      tables = embedding_init.hypernet_init(
+        tok, e, predict, cfg.max_len, copy_shared=cfg.copy_shared
+      )
       out[f"bpb_{name}"] = self.bpb(tables, batches)
     if self._fvt is None:
       self._fvt = {
@@ -438,37 +575,24 @@ def restore_hypernet(workdir: str, base: Transformer | None = None):
 # --- moving a model to a new tokenizer ------------------------------------------------------
 
 
-def load_base_spec(spec: str) -> tuple[Transformer, ByteTokenizer]:
-  """A base LM from a jaxtok workdir, a GGUF ("smollm2" or a path) or a Hugging Face
-  checkpoint ("hf:<hub id or directory>", with its tokenizer.json)."""
-  if hub.is_spec(spec):
-    loaded = hf.load(spec)
-    if loaded.kind != "transformer" or loaded.tokenizer is None:
-      raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
-    return hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
-  path = os.path.expanduser(spec)
-  if os.path.isdir(path):
-    model, _ = workdir_lib.restore(path)
-    return model, load_tokenizer(workdir_lib.tokenizer_path(path))
-  return load_gguf_model(sources.resolve_gguf(spec))
-
-
 def transfer_job(*, base: str, hypernet: str, tokenizer: str, out: str, method: str) -> dict:
   """The `experiments.transfer` job: writes `base` (default: the hypernetwork's own base)
   moved to `tokenizer` with embeddings from `method` as a restorable workdir `out`."""
   config = workdir_lib.load_config(hypernet) if hypernet else None
   if base:
-    model, base_tok = load_base_spec(base)
+    model, base_tok = load_base_spec(base)  # the same specials as the hypernetwork's base
   elif config is not None:
     model, base_tok = load_base(config)
   else:
     raise ValueError("pass --base (a jaxtok workdir or GGUF) or --hypernet (its base is used)")
   hyper = restore_hypernet(hypernet, model)[0] if hypernet and method == "hypernet" else None
-  target = targets.make_target(tokenizer, config)
+  target = targets_lib.make_target(tokenizer, config)
   texts = ()
   if method == "focus":
     if config is None:
       raise ValueError("method 'focus' needs --hypernet (its config names the text to use)")
-    texts = targets.text_source(config.data.name, "train", config, max_docs=200, doc_bytes=1 << 16)
+    texts = targets_lib.text_source(
+      config.data.name, "train", config, max_docs=200, doc_bytes=1 << 16
+    )
   transfer.transfer_with(method, model, base_tok, target, out, hypernet=hyper, texts=texts)
   return {"out": out, "vocab": target.vocab_size, "method": method, "target": target.name}

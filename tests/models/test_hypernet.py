@@ -91,14 +91,16 @@ def test_identity_stage_approaches_the_original_embeddings():
   everything = batch(np.arange(V, dtype=np.int32))
   loss_all = jax.jit(lambda p: zett.identity_loss(nnx.merge(graphdef, p, frozen), everything))
   before = float(loss_all(params)["loss_sum"]) / V
+  hyper = lambda p: _jitted(nnx.merge(graphdef, p, frozen).hypernet)
+  pred0, _ = hyper(params)(everything["decomp"], emb_in, emb_out)  # before steps donate params
   rng = np.random.default_rng(0)
   for _ in range(150):
     state, _ = step(state, batch(rng.choice(V, 128, replace=False).astype(np.int32)), frozen)
   after = float(loss_all(state.params)["loss_sum"]) / V
-  assert after < before / 10
-  pred, _ = _jitted(nnx.merge(graphdef, state.params, frozen).hypernet)(
-    everything["decomp"], emb_in, emb_out
-  )
+  assert after < before / 4  # relative errors of both tables (see zett._sq_err)
+  pred, pred_out = hyper(state.params)(everything["decomp"], emb_in, emb_out)
+  err = lambda p, e: float(((np.asarray(p) - np.asarray(e)) ** 2).mean())
+  assert err(pred, emb_in) < err(pred0, emb_in) / 5
   nearest = np.argmax(np.asarray(pred) @ np.asarray(emb_in).T / np.linalg.norm(emb_in, axis=1), 1)
   assert (nearest == np.arange(V)).mean() > 0.9
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from jaxtok.eval import tokenizer_bpb
 from jaxtok.tokenizers import sources
 from jaxtok.tokenizers.byte_view import ByteTokenizer
 from jaxtok.tokenizers.load import TokenizerLoadError, load_tokenizer
@@ -143,34 +144,81 @@ def test_sentencepiece_model_matches_sentencepiece(tmp_path, model_type):
   texts = ["Hello world, this is text", "Grüße aus München", "naïve café 東京", "x = f(y)"]
   for text in texts:
     assert view.hf.encode(text, add_special_tokens=False).ids == ref.encode(text)
-    assert view.decode(view.encode(text)) == text.encode()
+    assert view.encode(text).tolist() == ref.encode(text)  # the "\u2581" token kept
+    assert view.decode(view.encode(text)) == b" " + text.encode()  # the dummy prefix
 
 
 # --- real vocabularies from the llama-cpp-python sdist -------------------------------------
 
-# Vocabularies whose llama.cpp test cases our HF rebuild reproduces exactly. Not here: falcon
-# and mpt (pre-tokenizer regexes of their own, not rebuilt) and llama-bpe (46 of 47: llama.cpp's
-# own regex engine puts combining marks in \p{L}; Oniguruma does not).
-EXACT = ["gpt-2", "starcoder", "deepseek-coder", "llama-spm", "phi-3", "bert-bge"]
-EXACT_SLOW = ["qwen2", "command-r", "gemma-4"]  # 128k-256k vocabularies
+# Every vocabulary of the sdist that comes with llama.cpp's own test cases (.inp/.out).
+WITH_CASES = [
+  "bert-bge",
+  "command-r",
+  "deepseek-coder",
+  "deepseek-llm",
+  "falcon",
+  "gemma-4",
+  "gpt-2",
+  "llama-bpe",
+  "llama-spm",
+  "mpt",
+  "phi-3",
+  "qwen2",
+  "qwen35",
+  "refact",
+  "starcoder",
+]
 
 
-@pytest.mark.parametrize(
-  "name", EXACT + [pytest.param(n, marks=pytest.mark.slow) for n in EXACT_SLOW]
-)
-def test_gguf_vocab_matches_llama_cpp_test_cases(name):
+def _cached_vocab(name):
   path = sources.llama_cpp_vocab(name)
   if path is None:
     pytest.skip(f"missing artefact: llama.cpp vocab {name}: {sources.last_error['vocab:' + name]}")
+  return path
+
+
+def _spelled(view, text):
+  return view.prefix + text.encode() if text else b""
+
+
+@pytest.mark.parametrize("name", WITH_CASES)
+def test_byte_view_tokenizes_as_llama_cpp(name):
+  """The view's ids are llama.cpp's wherever llama.cpp's ids spell the text (all cases but
+  BERT's lowercased / whitespace-dropping ones), and the view is lossless on every case."""
+  path = _cached_vocab(name)
   cases = sources.llama_cpp_vocab_cases(path)
-  if not cases:
-    pytest.skip(f"missing artefact: llama.cpp test cases next to {path}")
+  assert cases, f"no llama.cpp test cases next to {path}"
   view = load_tokenizer(path)
+  lossy = 0
   for text, expected in cases:
     assert view.hf.encode(text, add_special_tokens=False).ids == expected, text
-    assert view.decode(view.encode(text)) == text.encode()
-    if view.kind == "byte_level":  # lossless: the view keeps llama.cpp's ids
-      assert view.encode(text).tolist() == expected
+    ids = view.encode(text)
+    assert view.decode(ids) == _spelled(view, text), text
+    if view.decode(expected) == _spelled(view, text):
+      assert ids.tolist() == expected, text
+    else:
+      lossy += 1
+  # Only a WordPiece vocabulary (lowercases, drops whitespace) has cases it cannot spell.
+  assert lossy == 0 or view.hf.to_str().count('"WordPiece"'), name
+
+
+@pytest.mark.parametrize("name", ["llama-spm", "phi-3"])
+def test_sentencepiece_view_keeps_the_dummy_prefix_token(name):
+  view = load_tokenizer(_cached_vocab(name))
+  assert view.prefix == b" "
+  ids = view.encode("Hello world")
+  assert [view.names[i] for i in ids] == ["\u2581Hello", "\u2581world"]
+  # Bits per byte divide by the text's bytes, not the dummy prefix's.
+  docs = [b"Hello world", b"  two spaces", "\u00c4pfel \u2581 und Birnen".encode()]
+  batches = tokenizer_bpb.eval_batches(view, docs, seq_len=8, batch_size=2)
+  assert sum(int(b["target_bytes"].sum()) for b in batches) == sum(map(len, docs))
+
+
+def test_bert_word_starts_carry_their_space():
+  view = load_tokenizer(_cached_vocab("bert-bge"))
+  ids = view.encode("the cat sat")
+  assert view.decode(ids) == b" the cat sat" and len(ids) == 3
+  assert view.decode(view.encode("the cat  sat")) == b" the cat  sat"
 
 
 def test_sidecar_is_json(tmp_path):
@@ -179,3 +227,39 @@ def test_sidecar_is_json(tmp_path):
   side = json.loads((tmp_path / "u.view.json").read_text())
   assert side["bos"] == v.bos_id and os.path.exists(tmp_path / "u.json")
   assert np.array_equal(load_tokenizer(str(tmp_path / "u.json")).lengths, v.lengths)
+
+
+# --- text that spells a special token ------------------------------------------------------
+
+
+def _with_endoftext():
+  hf = train_tokenizer("bpe", TRAIN + ["if a <b and c <d: pass"] * 20, 400)  # " <" is a token
+  hf.add_special_tokens(["<|endoftext|>"])
+  return hf
+
+
+def test_spelled_special_token_is_text_by_default():
+  """As llama.cpp (parse_special=false) and `transformers` with split_special_tokens=True."""
+  text = "end <|endoftext|>next"
+  view = ByteTokenizer(_with_endoftext(), bos="<|endoftext|>")
+  ref = _with_endoftext()
+  ref.encode_special_tokens = True  # HF's switch for the same rule
+  ids = view.encode(text)
+  assert ids.tolist() == ref.encode(text, add_special_tokens=False).ids
+  assert view.bos_id not in ids and view.decode(ids) == text.encode()
+  assert b" <" in [view.vocab[i] for i in ids]  # one text, not cut where the special was
+
+
+def test_parse_special_maps_a_spelled_special_token_to_its_id(tmp_path):
+  """As `transformers`' default: the special id, which stands for no bytes."""
+  text = "end<|endoftext|>next"
+  view = ByteTokenizer(_with_endoftext(), bos="<|endoftext|>", parse_special=True)
+  ids = view.encode(text)
+  assert ids.tolist() == _with_endoftext().encode(text, add_special_tokens=False).ids
+  assert view.bos_id in ids and view.decode(ids) == b"endnext"
+  # Both rules hold on one HF tokenizer object, and the choice survives save/load.
+  shared = ByteTokenizer(view.hf, bos="<|endoftext|>")
+  assert view.bos_id not in shared.encode(text) and view.bos_id in view.encode(text)
+  view.save(str(tmp_path / "t.json"))
+  assert load_tokenizer(str(tmp_path / "t.json")).parse_special
+  assert not load_tokenizer(str(tmp_path / "t.json"), parse_special=False).parse_special

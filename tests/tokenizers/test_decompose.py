@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tokenizers import normalizers
 
 from jaxtok.tokenizers import decompose as dec
 from jaxtok.tokenizers.byte_view import ByteTokenizer
@@ -72,3 +73,35 @@ def test_shared_ids_are_exact_byte_matches(target, base):
     assert target.vocab[t] == base.vocab[shared[t]] != b""
   singles = [t for t, b in enumerate(target.vocab) if len(b) == 1]
   assert (shared[singles] >= 0).all()  # every byte exists in both
+
+
+def _one_role_token(texts, vocab_size):
+  """A BPE whose single special <|endoftext|> is bos, eos and pad (GPT-2's layout)."""
+  hf = train_tokenizer("bpe", texts, vocab_size)
+  hf.add_special_tokens(["<|endoftext|>"])
+  return ByteTokenizer(hf, bos="<|endoftext|>", eos="<|endoftext|>", pad="<|endoftext|>")
+
+
+def test_a_special_with_several_roles_copies_the_base_bos(base):
+  target = _one_role_token(TEXT[::-1], 500)
+  assert target.bos_id == target.eos_id == target.pad_id
+  assert len({base.bos_id, base.eos_id, base.pad_id}) == 3
+  copies = dec.special_copies(target, base)
+  assert copies[target.bos_id] == base.bos_id
+  assert dec.decompose(target, base)[target.bos_id].tolist() == [base.bos_id] + [-1] * 6
+
+
+def test_base_with_a_dummy_prefix_decomposes_without_it():
+  """A SentencePiece-style base puts a space before each text; a token's decomposition must
+  still spell the token's own bytes."""
+  hf = train_tokenizer("unigram", TEXT, 400)
+  hf.normalizer = normalizers.Sequence(
+    [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+  )
+  spm = ByteTokenizer(hf)
+  assert spm.prefix == b" "
+  target = ByteTokenizer(train_tokenizer("bpe", TEXT[::-1], 500))
+  ids = dec.decompose(target, spm, 16)
+  for t in np.flatnonzero(target.lengths > 0):
+    row = ids[t][ids[t] >= 0]
+    assert b"".join(spm.vocab[i] for i in row) == target.vocab[t], target.vocab[t]
