@@ -30,6 +30,8 @@ from experiments import cli
 from jaxtok import generation
 from jaxtok.generation.sampling import row_keys
 from jaxtok.models import hf
+from jaxtok.models import workdir as workdir_lib
+from jaxtok.tokenizers.load import load_tokenizer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _CHECKPOINT = flags.DEFINE_string(
@@ -59,6 +61,8 @@ def load() -> generation.Generator:
   tok = None
   if _WORKDIR.value:
     kind, model, pcfg, em = generation.load_for_generation(_WORKDIR.value)
+    if kind == "tokens":
+      tok = load_tokenizer(workdir_lib.tokenizer_path(_WORKDIR.value))
   else:
     dt = _PARAM_DTYPE.value
     loaded = hf.load(_CHECKPOINT.value, param_dtype=dt, dtype=dt)

@@ -24,14 +24,16 @@ DEFAULT_NEW = 128
 
 
 def load_for_generation(workdir: str):
-  """(kind, model, patching config, entropy model) of a training workdir."""
+  """(kind, model, patching config, entropy model) of a workdir: kind "blt", "transformer"
+  (bytes) or "tokens" (a token LM, e.g. ZeTT-transferred: its tokenizer is the workdir's
+  `tokenizer.json`, which the caller loads)."""
   model, config = workdir_lib.restore(workdir)
   if isinstance(model, BLT):
     pcfg, em = entropy_model_lib.patching_from_workdir(workdir)
     return "blt", model, pcfg, em
-  if isinstance(model, Transformer) and not config.data.get("tokenizer"):
-    return "transformer", model, None, None
-  raise ValueError(f"{workdir}: generation supports BLTs and byte-level transformers")
+  if isinstance(model, Transformer):
+    return ("tokens" if config.data.get("tokenizer") else "transformer"), model, None, None
+  raise ValueError(f"{workdir}: generation supports BLTs and transformer LMs")
 
 
 def generator_for(
@@ -47,7 +49,13 @@ def generator_for(
   if isinstance(model, Generator):
     return model
   if isinstance(model, str | os.PathLike):
-    _, model, pcfg, em = load_for_generation(os.fspath(model))
+    path = os.fspath(model)
+    kind, model, pcfg, em = load_for_generation(path)
+    if kind == "tokens" and tokenizer is None:
+      raise ValueError(
+        f"{path} is a token LM: pass its tokenizer (tokenizer=load_tokenizer("
+        f"'{workdir_lib.tokenizer_path(path)}'))"
+      )
     patching, entropy_model = patching or pcfg, entropy_model or em
   if isinstance(model, BLT):
     if patching is None:
