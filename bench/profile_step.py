@@ -38,7 +38,15 @@ from bench.blt_throughput import Arm, load_config
 
 KINDS = ("matmul", "elementwise", "gather", "scatter", "copy", "other")
 _CONTAINERS = ("while", "call", "conditional")
-_COPY = ("copy", "transpose", "concatenate", "dynamic-slice", "dynamic-update-slice", "slice", "pad")
+_COPY = (
+  "copy",
+  "transpose",
+  "concatenate",
+  "dynamic-slice",
+  "dynamic-update-slice",
+  "slice",
+  "pad",
+)
 
 
 def hlo_kinds(hlo: str) -> dict[str, str]:
