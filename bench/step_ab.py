@@ -4,6 +4,8 @@
       --arm base: --arm gather:model.cross_attn_impl=dense --rounds 3 --steps 3
   ... --arm 'noynn:@xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT'
 
+Each arm reports its median wall time and CPU seconds per step (all threads; steadier
+than wall time on a shared machine) with the speed-up over the first arm.
 An arm is NAME:SETTINGS with SETTINGS a comma-separated list of config overrides `a.b=v`
 and XLA compiler options `@option=value` (compiled for that arm only, so arms with
 different XLA options share the process and the machine's load). The first arm is the
@@ -41,9 +43,12 @@ class CompiledArm:
     a = self.arm
     a.step = a.step.lower(a.state, a.batches[0]).compile(opts or None)
     self.times: list[float] = []
+    self.cpu: list[float] = []  # CPU seconds of the process per step: steadier under load
 
   def round(self, steps: int) -> None:
+    c0 = time.process_time()
     self.times.append(self.arm._run(steps))
+    self.cpu.append((time.process_time() - c0) / steps)
 
 
 def main() -> None:
@@ -59,13 +64,14 @@ def main() -> None:
   for _ in range(args.rounds):
     for a in arms:
       a.round(args.steps)
-  base = statistics.median(arms[0].times)
+  base, base_cpu = statistics.median(arms[0].times), statistics.median(arms[0].cpu)
   print(f"{args.config}: {args.rounds} rounds x {args.steps} steps, {jax.devices()[0].platform}")
+  print("  (wall: median step time; cpu: CPU seconds per step, all threads, steadier under load)")
   for a in arms:
-    dt = statistics.median(a.times)
+    dt, cpu = statistics.median(a.times), statistics.median(a.cpu)
     print(
-      f"  {a.name:24s} step {dt * 1e3:8.1f} ms  {a.arm.bytes_per_step / dt:8.0f} bytes/s  "
-      f"speed-up vs {arms[0].name}: {base / dt:5.2f}x   rounds: "
+      f"  {a.name:24s} wall {dt * 1e3:7.1f} ms ({base / dt:4.2f}x)  cpu {cpu * 1e3:7.1f} ms "
+      f"({base_cpu / cpu:4.2f}x)  {a.arm.bytes_per_step / dt:6.0f} bytes/s  rounds: "
       + " ".join(f"{t * 1e3:.0f}" for t in a.times)
     )
   print(f"load average after: {os.getloadavg()}  ({time.perf_counter() - t0:.0f} s)")

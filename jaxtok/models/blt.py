@@ -761,10 +761,15 @@ def blt_loss(
 ) -> dict[str, jax.Array]:
   """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow).
 
-  `max_patches` overrides the model's patch slots; "overflow_sum" always counts the
-  bytes that the model's own slots (`cfg.max_patches`) leave without a patch, so it
-  reports training's overflow also where the loss runs with more slots.
+  `max_patches` overrides the model's patch slots; without it a batch's "patch_lengths"
+  [B, P] (`train.blt_task.BLTBatches`) gives the slots (P <= cfg.max_patches, and no row
+  has more patches unless P = cfg.max_patches: the same result with fewer empty slots).
+  "overflow_sum" always counts the bytes that the model's own slots (`cfg.max_patches`)
+  leave without a patch, so it reports training's overflow also where the loss runs
+  with more slots.
   """
+  if max_patches is None and "patch_lengths" in batch:
+    max_patches = batch["patch_lengths"].shape[1]
   logits, lay = model.forward(
     batch["inputs"],
     patch_starts=batch["patch_starts"],
