@@ -33,7 +33,7 @@ class PatchingConfig(Section):
   max_patches: int = 0  # patches per row the model has room for; 0 = seq_len (never overflows)
   # Training batches use the slots they need: their most patches in a row rounded up to a
   # multiple of this (at most max_patches; one compiled step per size). 0 = max_patches.
-  slot_bucket: int = 32
+  slot_bucket: int = 16
   entropy_model_workdir: str = ""  # training workdir of the entropy model (entropy scheme)
   entropies: str = "on_the_fly"  # "on_the_fly" (run the entropy model) or "precomputed"
   entropy_batch_size: int = 16  # rows per entropy-model call in the precompute pass
