@@ -20,20 +20,26 @@ import importlib.util
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
+# Run as a script, this folder is sys.path[0]: its kernels.py would shadow the `kernels`
+# package transformers looks for. The repository root goes there instead (for `bench.*`).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p) != _HERE]
 
-from jaxtok import patching
-from jaxtok.data import corpora, packing
-from jaxtok.models.flops import count_params
-from jaxtok.train import prepare
-from jaxtok.train.optimizer import make_optimizer
-from jaxtok.train.steps import TrainState, make_train_step
-from jaxtok.train.tasks import get_task
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from jaxtok import patching  # noqa: E402
+from jaxtok.data import corpora, packing  # noqa: E402
+from jaxtok.models.flops import count_params  # noqa: E402
+from jaxtok.train import prepare  # noqa: E402
+from jaxtok.train.optimizer import make_optimizer  # noqa: E402
+from jaxtok.train.steps import TrainState, make_train_step  # noqa: E402
+from jaxtok.train.tasks import get_task  # noqa: E402
 
 
 def load_config(path: str, overrides: list[str]):

@@ -7,8 +7,9 @@ Traces `--steps` jitted train steps (fixed batch, after compilation), reads the 
 events of the Perfetto trace, maps each op to its HLO instruction in the compiled
 program and sums the time by kind:
   matmul        dots and the fusions around them (XNNPACK/YNNPACK, oneDNN, Eigen)
-  elementwise   loop/reduce fusions with no dot, gather or scatter (softmax, masks,
-                norms, RoPE, SwiGLU gates, AdamW's arithmetic)
+  softmax       loop/reduce fusions with an exponential: attention's softmax (and the
+                loss's), forward and backward, with the masks fused in
+  elementwise   the other loop/reduce fusions (norms, RoPE, SwiGLU, residuals, AdamW)
   gather        gathers and fusions around them (embeddings, pooling backward)
   scatter       scatters (embedding gradients, segment ops, the patch layout)
   copy          copies, transposes, concatenates, dynamic (update) slices of scans
@@ -16,6 +17,7 @@ program and sums the time by kind:
 Control-flow ops (while/call/conditional) are containers: only their bodies' ops count.
 `step - ops` is what no op accounts for: launch overhead, allocation and waiting.
 Minor page faults per step (getrusage) measure the allocation of per-step temporaries.
+The optimizer (clipping + AdamW over every parameter) is also timed alone, jitted.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ import time
 import jax
 
 from bench.blt_throughput import Arm, load_config
+from jaxtok.train.optimizer import make_optimizer
 
-KINDS = ("matmul", "elementwise", "gather", "scatter", "copy", "other")
+KINDS = ("matmul", "softmax", "elementwise", "gather", "scatter", "copy", "other")
 _CONTAINERS = ("while", "call", "conditional")
 _COPY = (
   "copy",
@@ -88,7 +91,9 @@ def hlo_kinds(hlo: str) -> dict[str, str]:
       return "container"
     if op in _COPY or (op == "fusion" and ops <= {*_COPY, "parameter", "bitcast", "fusion"}):
       return "copy"
-    if op in ("fusion", "reduce", "add", "multiply", "exponential", "select", "compare"):
+    if "exponential" in ops:
+      return "softmax"
+    if op in ("fusion", "reduce", "add", "multiply", "select", "compare"):
       return "elementwise"
     return "other"
 
@@ -137,12 +142,29 @@ def profile(arm: Arm, steps: int, trace_dir: str) -> dict:
     by_kind[k] += us / steps / 1e3
     by_op[name] = (k, us / steps / 1e3)
   return dict(
+    optimizer_ms=optimizer_ms(arm),
     step_ms=statistics.median(times) * 1e3,
     wall_ms=wall / steps * 1e3,
     minor_faults=faults,
     by_kind={k: by_kind.get(k, 0.0) for k in KINDS},
     top=sorted(by_op.items(), key=lambda kv: -kv[1][1]),
   )
+
+
+def optimizer_ms(arm: Arm, n: int = 5) -> float:
+  """Median time of the arm's optimizer update alone (the bench's AdamW, grads = params)."""
+  tx, _ = make_optimizer(lr=1e-3, warmup_steps=1, total_steps=1000)
+  params = arm.state.params
+  update = jax.jit(lambda g, s, p: tx.update(g, s, p), donate_argnums=1)
+  opt_state = tx.init(params)
+  jax.block_until_ready(update(params, opt_state, params))
+  times = []
+  for _ in range(n):
+    opt_state = tx.init(params)
+    t0 = time.perf_counter()
+    jax.block_until_ready(update(params, opt_state, params))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -162,7 +184,10 @@ def main() -> None:
   for k, ms in r["by_kind"].items():
     print(f"  {k:12s} {ms:8.1f} ms  {ms / ops:6.1%} of op time")
   print(f"  {'ops total':12s} {ops:8.1f} ms; step - ops = {r['step_ms'] - ops:.1f} ms")
-  print(f"  minor page faults per step: {r['minor_faults']:.0f}")
+  print(
+    f"  minor page faults per step: {r['minor_faults']:.0f} (~{r['minor_faults'] / 256:.0f} MB)"
+  )
+  print(f"  optimizer alone (clip + AdamW, jitted): {r['optimizer_ms']:.1f} ms")
   print("  top ops:")
   for name, (k, ms) in r["top"][: args.top]:
     print(f"    {ms:8.2f} ms  {k:11s} {name}")

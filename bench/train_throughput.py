@@ -21,7 +21,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repository root replaces this folder on sys.path: bench/kernels.py would shadow the
+# `kernels` package that transformers looks for.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p) != _HERE]
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
