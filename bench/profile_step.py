@@ -7,15 +7,16 @@ Traces `--steps` jitted train steps (fixed batch, after compilation), reads the 
 events of the Perfetto trace, maps each op to its HLO instruction in the compiled
 program and sums the time by kind:
   matmul        dots and the fusions around them (XNNPACK/YNNPACK, oneDNN, Eigen)
-  softmax       loop/reduce fusions with an exponential: attention's softmax (and the
-                loss's), forward and backward, with the masks fused in
+  exp           fusions with an exponential: attention's softmax (masks fused in), SiLU,
+                the loss's softmax, forward and backward
   elementwise   the other loop/reduce fusions (norms, RoPE, SwiGLU, residuals, AdamW)
   gather        gathers and fusions around them (embeddings, pooling backward)
   scatter       scatters (embedding gradients, segment ops, the patch layout)
   copy          copies, transposes, concatenates, dynamic (update) slices of scans
   other         everything else (control flow, sorts, ...)
 Control-flow ops (while/call/conditional) are containers: only their bodies' ops count.
-`step - ops` is what no op accounts for: launch overhead, allocation and waiting.
+`step - ops` is what no op accounts for: launch overhead, allocation and waiting (negative
+when independent ops ran at the same time on different cores).
 Minor page faults per step (getrusage) measure the allocation of per-step temporaries.
 The optimizer (clipping + AdamW over every parameter) is also timed alone, jitted.
 """
@@ -39,7 +40,7 @@ import jax
 from bench.blt_throughput import Arm, load_config
 from jaxtok.train.optimizer import make_optimizer
 
-KINDS = ("matmul", "softmax", "elementwise", "gather", "scatter", "copy", "other")
+KINDS = ("matmul", "exp", "elementwise", "gather", "scatter", "copy", "other")
 _CONTAINERS = ("while", "call", "conditional")
 _COPY = (
   "copy",
@@ -92,7 +93,7 @@ def hlo_kinds(hlo: str) -> dict[str, str]:
     if op in _COPY or (op == "fusion" and ops <= {*_COPY, "parameter", "bitcast", "fusion"}):
       return "copy"
     if "exponential" in ops:
-      return "softmax"
+      return "exp"
     if op in ("fusion", "reduce", "add", "multiply", "select", "compare"):
       return "elementwise"
     return "other"
