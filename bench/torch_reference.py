@@ -139,7 +139,10 @@ class TorchArm:
   def _loss(self, batch):
     torch = _torch()
     if "patch_lengths" in batch:
-      logits = self.model(input_ids=batch["inputs"], patch_lengths=batch["patch_lengths"]).logits
+      out = self.model(
+        input_ids=batch["inputs"], patch_lengths=batch["patch_lengths"], use_cache=False
+      )
+      logits = out.logits
     else:
       logits = self.model(batch["inputs"])
     return torch.nn.functional.cross_entropy(
