@@ -14,7 +14,9 @@ bytes --LocalEncoder--> patches --LatentTransformer--> latents --LocalDecoder-->
   self-attention blocks, RMSNorm and a head to the 260 byte ids.
 
 Every attention goes through `jaxtok.nn.attention.attention` with a `Mask`
-(no dense masks here), so a block-sparse kernel applies to all of them.
+(no dense masks here), so a block-sparse kernel applies to all of them; on the
+XLA path the own-patch cross-attentions (window 1) gather instead
+(`nn.patch_attention`, `cross_attn_impl`).
 Rows that see nothing (empty or padding patches, bytes without a latent yet)
 get zeros from `attention`, never NaN.
 
