@@ -31,8 +31,10 @@ sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from bench import torch_reference as tr  # noqa: E402
 from jaxtok import patching  # noqa: E402
 from jaxtok.data import corpora, packing  # noqa: E402
 from jaxtok.models.flops import count_params  # noqa: E402
@@ -103,8 +105,6 @@ class Arm:
 
 def torch_arm(blt: Arm):
   """transformers' BltForCausalLM at the BLT's config on the same rows and patch lengths."""
-  from bench import torch_reference as tr
-
   model = tr.blt_reference(blt.model_cfg, patching.PatchingConfig.from_dict(blt.config.patching))
   batches = tr.torch_batches(blt.host_batches, with_patches=True)
   return tr.TorchArm("BltForCausalLM (torch)", model, batches, blt.bytes_per_step)
@@ -126,8 +126,6 @@ def main() -> None:
   blt_cfg = load_config(args.blt, args.set)
   base_cfg = load_config(args.baseline, [])
   arms = [Arm("BLT", blt_cfg, args.steps), Arm("byte transformer", base_cfg, args.steps)]
-  from bench import torch_reference as tr
-
   why_not = "--no_torch" if args.no_torch else tr.available(need_transformers=True)
   if why_not is None:
     arms.append(torch_arm(arms[0]))
@@ -149,9 +147,10 @@ def main() -> None:
       f = a.task.flops
       extra = ""
       if "bytes_per_patch" in a.task.extra:
+        slots = a.host_batches[0].get("patch_lengths", np.zeros((0, a.model_cfg.max_patches)))
         extra = (
           f", {a.task.extra['bytes_per_patch']:.2f} bytes/patch ({a.task.extra['patching']}), "
-          f"{a.model_cfg.max_patches} patch slots"
+          f"{slots.shape[1]} patch slots"
         )
       print(
         f"{a.name:22s} {rates[a.name]:9.0f} bytes/s  step {dt * 1e3:7.1f} ms  "

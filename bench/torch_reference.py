@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from jaxtok.models.hf.blt import config_to_hf
+
 
 def available(need_transformers: bool = False) -> str | None:
   for mod in ("torch", "transformers") if need_transformers else ("torch",):
@@ -97,8 +99,6 @@ def byte_lm(vocab, d, n_layers, n_heads, n_kv_heads, hidden, theta):
 def blt_reference(jaxtok_cfg, patching_cfg):
   """transformers' BltForCausalLM with the shapes of a jaxtok BLT (eager PyTorch, sdpa)."""
   import transformers
-
-  from jaxtok.models.hf.blt import config_to_hf
 
   c = config_to_hf(jaxtok_cfg, patching_cfg, None)
   c.pop("architectures"), c.pop("model_type"), c.pop("dtype")
