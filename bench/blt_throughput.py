@@ -6,7 +6,11 @@ reported apart. Timed rounds alternate between the models so that machine load
 hits both alike; the median step time of each is reported.
 
   PYTHONPATH=. python bench/blt_throughput.py [--blt configs/blt_static.py] \
-      [--baseline configs/blt_baseline_bytes.py] [--steps 5 --rounds 3]
+      [--baseline configs/blt_baseline_bytes.py] [--steps 5 --rounds 3] [--no_torch] [--json F]
+
+With torch and transformers installed (the [test] extra) a third arm, interleaved with the
+others, trains transformers' BltForCausalLM at the same config on the same rows and patch
+lengths (eager PyTorch, sdpa, AdamW); without them it is skipped with a message.
 """
 
 from __future__ import annotations
@@ -16,19 +20,28 @@ import importlib.util
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
+# Run as a script, this folder is sys.path[0]: its kernels.py would shadow the `kernels`
+# package transformers looks for. The repository root goes there instead (for `bench.*`).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p) != _HERE]
 
-from jaxtok.data import corpora, packing
-from jaxtok.models.flops import count_params
-from jaxtok.train import prepare
-from jaxtok.train.optimizer import make_optimizer
-from jaxtok.train.steps import TrainState, make_train_step
-from jaxtok.train.tasks import get_task
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from bench import torch_reference as tr  # noqa: E402
+from jaxtok import patching  # noqa: E402
+from jaxtok.data import corpora, packing  # noqa: E402
+from jaxtok.models.flops import count_params  # noqa: E402
+from jaxtok.train import prepare  # noqa: E402
+from jaxtok.train.optimizer import make_optimizer  # noqa: E402
+from jaxtok.train.steps import TrainState, make_train_step  # noqa: E402
+from jaxtok.train.tasks import get_task  # noqa: E402
 
 
 def load_config(path: str, overrides: list[str]):
@@ -54,6 +67,7 @@ class Arm:
     model = self.task.build_model(nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     tx, schedule = make_optimizer(lr=1e-3, warmup_steps=1, total_steps=1000)
+    self.config, self.model_cfg = config, model.cfg
     self.state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
     self.step = make_train_step(graphdef, tx, schedule, self.task.loss_fn)
     self.params = count_params(params)
@@ -68,10 +82,10 @@ class Arm:
     raw = [next(it) for _ in range(n_batches)]
     t1 = time.perf_counter()
     tf = self.task.host_transform
-    self.batches = [tf(b) if tf else b for b in raw]
+    self.host_batches = [tf(b) if tf else b for b in raw]
     self.host_s = (time.perf_counter() - t1) / n_batches  # host transform per batch
     self.pack_s = (t1 - t0) / n_batches
-    self.batches = [jax.device_put(b) for b in self.batches]
+    self.batches = [jax.device_put(b) for b in self.host_batches]
     # Bytes of text per step (token models: the bytes their targets stand for).
     bpt = self.task.extra.get("bytes_per_token", 1.0)
     self.bytes_per_step = config.data.batch_size * config.data.seq_len * bpt
@@ -89,6 +103,13 @@ class Arm:
     self.times.append(self._run(steps))
 
 
+def torch_arm(blt: Arm):
+  """transformers' BltForCausalLM at the BLT's config on the same rows and patch lengths."""
+  model = tr.blt_reference(blt.model_cfg, patching.PatchingConfig.from_dict(blt.config.patching))
+  batches = tr.torch_batches(blt.host_batches, with_patches=True)
+  return tr.TorchArm("BltForCausalLM (torch)", model, batches, blt.bytes_per_step)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--blt", default="configs/blt_static.py")
@@ -96,35 +117,60 @@ def main() -> None:
   parser.add_argument("--set", action="append", default=[], help="BLT config override a.b=v")
   parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--json", default="", help="also write the numbers to this JSON file")
   args = parser.parse_args()
 
+  load_before = os.getloadavg()
+  print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
   blt_cfg = load_config(args.blt, args.set)
   base_cfg = load_config(args.baseline, [])
   arms = [Arm("BLT", blt_cfg, args.steps), Arm("byte transformer", base_cfg, args.steps)]
+  why_not = "--no_torch" if args.no_torch else tr.available(need_transformers=True)
+  if why_not is None:
+    arms.append(torch_arm(arms[0]))
+  else:
+    print(f"PyTorch reference skipped: {why_not}")
   for _ in range(args.rounds):
     for a in arms:
       a.round(args.steps)
+  load_after = os.getloadavg()
   print(
     f"{jax.devices()[0].platform} x{jax.device_count()}; {args.rounds} rounds x {args.steps} steps"
+    + (f"; torch {tr.threads()} threads" if why_not is None else "")
   )
   rates = {}
   for a in arms:
     dt = statistics.median(a.times)
     rates[a.name] = a.bytes_per_step / dt
-    f = a.task.flops
-    extra = ""
-    if "bytes_per_patch" in a.task.extra:
-      extra = f", {a.task.extra['bytes_per_patch']:.2f} bytes/patch ({a.task.extra['patching']})"
-    print(
-      f"{a.name:17s} {rates[a.name]:9.0f} bytes/s  step {dt * 1e3:7.1f} ms  "
-      f"{f.forward / 1e6:5.2f} MFLOPs/byte fwd  {f.train * rates[a.name] / 1e9:6.1f} GFLOP/s  "
-      f"{a.params / 1e6:.2f}M params  host {a.host_s * 1e3:.0f} ms/batch{extra}"
-    )
+    if isinstance(a, Arm):
+      f = a.task.flops
+      extra = ""
+      if "bytes_per_patch" in a.task.extra:
+        slots = a.host_batches[0].get("patch_lengths", np.zeros((0, a.model_cfg.max_patches)))
+        extra = (
+          f", {a.task.extra['bytes_per_patch']:.2f} bytes/patch ({a.task.extra['patching']}), "
+          f"{slots.shape[1]} patch slots"
+        )
+      print(
+        f"{a.name:22s} {rates[a.name]:9.0f} bytes/s  step {dt * 1e3:7.1f} ms  "
+        f"{f.forward / 1e6:5.2f} MFLOPs/byte fwd  {f.train * rates[a.name] / 1e9:6.1f} GFLOP/s  "
+        f"{a.params / 1e6:.2f}M params  host {a.host_s * 1e3:.0f} ms/batch{extra}"
+      )
+    else:
+      patches = max(int(b["patch_lengths"].shape[1]) for b in a.batches)
+      print(
+        f"{a.name:22s} {rates[a.name]:9.0f} bytes/s  step {dt * 1e3:7.1f} ms  "
+        f"{a.params / 1e6:.2f}M params  {patches} patches (the rows' own)"
+      )
   ratio = rates["BLT"] / rates["byte transformer"]
   print(f"BLT / byte transformer training bytes/s: {ratio:.2f}x")
+  out = dict(bytes_per_s=rates, ratio=ratio, load_average=load_after, load_before=load_before)
+  if why_not is None:
+    out["ratio_vs_torch"] = rates["BLT"] / rates[arms[2].name]
+    print(f"jaxtok BLT / BltForCausalLM (torch) training bytes/s: {out['ratio_vs_torch']:.2f}x")
+  print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
   if args.json:
-    out = dict(bytes_per_s=rates, ratio=ratio, load_average=os.getloadavg())
     with open(args.json, "w") as f:
       json.dump(out, f, indent=2)
 

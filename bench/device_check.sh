@@ -33,8 +33,8 @@ export PYTHONUNBUFFERED=1
 timeout 300 python3 bench/kernels.py --repeats 3 --json "$OUT/kernels.json" \
   > "$OUT/kernels.md" 2>&1 || echo "kernels: failed or timed out (see $OUT/kernels.md)"
 timeout 120 python3 bench/train_throughput.py --config=configs/entropy_model.py \
-  --config.model.dtype=bfloat16 --repeats=3 --json="$OUT/mfu.json" \
+  --config.model.dtype=bfloat16 --repeats=3 --notorch --json="$OUT/mfu.json" \
   > "$OUT/mfu.txt" 2>&1 || echo "mfu: failed or timed out (see $OUT/mfu.txt)"
-timeout 120 python3 bench/blt_throughput.py --rounds 3 --json "$OUT/blt.json" \
+timeout 120 python3 bench/blt_throughput.py --rounds 3 --no_torch --json "$OUT/blt.json" \
   > "$OUT/blt.txt" 2>&1 || echo "blt: failed or timed out (see $OUT/blt.txt)"
 python3 bench/device_report.py "$OUT"

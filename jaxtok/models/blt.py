@@ -14,7 +14,9 @@ bytes --LocalEncoder--> patches --LatentTransformer--> latents --LocalDecoder-->
   self-attention blocks, RMSNorm and a head to the 260 byte ids.
 
 Every attention goes through `jaxtok.nn.attention.attention` with a `Mask`
-(no dense masks here), so a block-sparse kernel applies to all of them.
+(no dense masks here), so a block-sparse kernel applies to all of them; on the
+XLA path the own-patch cross-attentions (window 1) gather instead
+(`nn.patch_attention`, `cross_attn_impl`).
 Rows that see nothing (empty or padding patches, bytes without a latent yet)
 get zeros from `attention`, never NaN.
 
@@ -76,10 +78,11 @@ from jaxtok.models.transformer import (
   prefill_blocks,
 )
 from jaxtok.nn import attention as attn_lib
-from jaxtok.nn import pooling, stack
+from jaxtok.nn import patch_attention, pooling, stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
 
 INITS = ("jaxtok", "reference")
+CROSS_IMPLS = ("gather", "mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +117,9 @@ class BLTConfig(Section):
   param_dtype: str = "float32"
   attention_impl: str = "xla"
   pool_impl: str = "xla"  # patch max-pool: "xla" (segment_max) or "pallas" (kernel)
+  # Own-patch cross-attention (window 1, attention_impl "xla"): "gather" (gathers and
+  # segment sums, nn.patch_attention) or "mask" (`attention` with a segment mask).
+  cross_attn_impl: str = "gather"
   scan_layers: bool = True  # False: Python loops over the same stacked layers (unrolled)
   remat: str = "none"  # rematerialisation policy of each layer, one of stack.REMAT_POLICIES
   # Set from config.patching by the task, not by the model config:
@@ -155,6 +161,7 @@ class BLTConfig(Section):
     need(self.param_dtype in DTYPES, "param_dtype", f"one of {sorted(DTYPES)}")
     need(self.attention_impl in attn_lib.IMPLS, "attention_impl", f"one of {attn_lib.IMPLS}")
     need(self.pool_impl in pooling.IMPLS, "pool_impl", f"one of {pooling.IMPLS}")
+    need(self.cross_attn_impl in CROSS_IMPLS, "cross_attn_impl", f"one of {CROSS_IMPLS}")
     need(self.remat in stack.REMAT_POLICIES, "remat", f"one of {sorted(stack.REMAT_POLICIES)}")
     self.local_config(1).validate()
     self.global_config().validate()
@@ -277,11 +284,29 @@ class CrossAttention(nnx.Module):
   def attend(self, x_BxTxD, k, v, mask: attn_lib.Mask):
     b, t, _ = x_BxTxD.shape
     q = self.wq(self.q_norm(x_BxTxD)).reshape(b, t, self.n_heads, self.head_dim)
-    out = attn_lib.attention(q, k, v, mask, impl=self.impl)
+    if isinstance(mask, patch_attention.PatchCross):
+      out = patch_attention.patch_cross_attention(q, k, v, mask)
+    else:
+      out = attn_lib.attention(q, k, v, mask, impl=self.impl)
     return self.wo(out.reshape(b, t, -1))
 
   def __call__(self, x_BxTxD, kv_BxSxD, mask: attn_lib.Mask):
     return self.attend(x_BxTxD, *self.kv(kv_BxSxD), mask)
+
+
+def patch_cross_mask(
+  cfg: BLTConfig, byte_seg, patch_seg, byte_piece, patch_piece, *, encoder: bool
+):
+  """What a cross-attention sees: its patch window (a `Mask`), or own patch (`PatchCross`)."""
+  k = cfg.cross_attn_k
+  w = cfg.cross_attn_window_encoder if encoder else cfg.cross_attn_window_decoder
+  if w == 1 and cfg.cross_attn_impl == "gather" and cfg.attention_impl == "xla":
+    return patch_attention.PatchCross(byte_seg, patch_seg, k, patches_query=encoder)
+  slots = jnp.repeat(patch_seg, k, axis=1)
+  slot_piece = None if w == 1 else jnp.repeat(patch_piece, k, axis=1)
+  if encoder:
+    return windowed_mask(slots, byte_seg, slot_piece, byte_piece, w)
+  return windowed_mask(byte_seg, slots, byte_piece, slot_piece, w)
 
 
 def _cross_stack(cfg: BLTConfig, n: int, rngs: nnx.Rngs) -> CrossAttention:
@@ -383,14 +408,14 @@ class LocalEncoder(nnx.Module):
       states_CxBxTxD[0], byte_seg_BxT - 1, p, "max", impl=cfg.pool_impl
     )
     q = self.pool_proj(pooled_BxPxD).reshape(b, p * k, cfg.d_local)
-    w = cfg.cross_attn_window_encoder
-    q_piece, kv_piece = (None, None) if w == 1 else (pieces.patch_BxP, pieces.byte_BxT)
-    mask = windowed_mask(
-      jnp.repeat(patch_seg_BxP, k, axis=1),
+    windowed = cfg.cross_attn_window_encoder > 1
+    mask = patch_cross_mask(
+      cfg,
       byte_seg_BxT,
-      None if q_piece is None else jnp.repeat(q_piece, k, axis=1),
-      kv_piece,
-      w,
+      patch_seg_BxP,
+      pieces.byte_BxT if windowed else None,
+      pieces.patch_BxP if windowed else None,
+      encoder=True,
     )
 
     def body(cross, q, s_BxTxD):
@@ -499,20 +524,21 @@ class LocalDecoder(nnx.Module):
   ):
     """Logits [B, T, 260]: byte t reads the latent of patch dec_seg_BxT[t] - 1 (and the
     `cross_attn_window_decoder` - 1 latents before it: `pieces` needed)."""
-    k, w = self.cfg.cross_attn_k, self.cfg.cross_attn_window_decoder
-    cross_mask = windowed_mask(
+    windowed = self.cfg.cross_attn_window_decoder > 1
+    mask = patch_cross_mask(
+      self.cfg,
       lay.dec_seg_BxT,
-      jnp.repeat(lay.patch_seg_BxP, k, axis=1),
-      None if w == 1 else pieces.byte_BxT,
-      None if w == 1 else jnp.repeat(pieces.patch_BxP, k, axis=1),
-      w,
+      lay.patch_seg_BxP,
+      pieces.byte_BxT if windowed else None,
+      pieces.patch_BxP if windowed else None,
+      encoder=False,
     )
 
     def block_fn(block, x, _):
       return block(x, positions_BxT, self_mask), None
 
     kv = self.latent_kv(g_BxPxDg)
-    x_BxTxD, _ = self._layers(x_BxTxD, kv, cross_mask, block_fn, None, remat=self.cfg.remat)
+    x_BxTxD, _ = self._layers(x_BxTxD, kv, mask, block_fn, None, remat=self.cfg.remat)
     return self.logits(x_BxTxD)
 
   def prefill(self, x_BxTxD, g_BxPxDg, positions_BxT, self_mask, lay: patching.PatchLayout):
@@ -837,10 +863,15 @@ def blt_loss(
 ) -> dict[str, jax.Array]:
   """Byte cross-entropy sums + patch statistics (patches, bytes in patches, overflow).
 
-  `max_patches` overrides the model's patch slots; "overflow_sum" always counts the
-  bytes that the model's own slots (`cfg.max_patches`) leave without a patch, so it
-  reports training's overflow also where the loss runs with more slots.
+  `max_patches` overrides the model's patch slots; without it a batch's "patch_lengths"
+  [B, P] (`train.blt_task.BLTBatches`) gives the slots (P <= cfg.max_patches, and no row
+  has more patches unless P = cfg.max_patches: the same result with fewer empty slots).
+  "overflow_sum" always counts the bytes that the model's own slots (`cfg.max_patches`)
+  leave without a patch, so it reports training's overflow also where the loss runs
+  with more slots.
   """
+  if max_patches is None and "patch_lengths" in batch:
+    max_patches = batch["patch_lengths"].shape[1]
   logits, lay = model.forward(
     batch["inputs"],
     patch_starts=batch["patch_starts"],

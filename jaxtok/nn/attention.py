@@ -48,11 +48,12 @@ def _attention_xla(q, k, v, mask: Mask, scale: float) -> jax.Array:
   )
   ok = mask.dense(b, t, s)[:, None, None]  # B x 1 x 1 x T x S
   logits = jnp.where(ok, logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1)
-  # A row with no visible key would be uniform over garbage: zero it instead.
-  probs = jnp.where(jnp.any(ok, axis=-1, keepdims=True), probs, 0.0).astype(v.dtype)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
-  return out.reshape(b, t, n, h)
+  # A row with no visible key would be uniform over garbage: zero it (on the output, an
+  # S-th of the elementwise work of zeroing its probabilities, forward and backward).
+  seen = jnp.any(ok, axis=-1)[:, 0, 0, :, None, None, None]  # B x T x 1 x 1 x 1
+  return jnp.where(seen, out, 0.0).astype(v.dtype).reshape(b, t, n, h)
 
 
 # Causal self-attention over a row: query chunk i only needs keys up to its own

@@ -31,6 +31,9 @@ class PatchingConfig(Section):
   patch_size: int = 4  # static rule: bytes per patch
   max_patch_length: int = 0  # 0 = unbounded; else longer patches are split every this many bytes
   max_patches: int = 0  # patches per row the model has room for; 0 = seq_len (never overflows)
+  # Training batches use the slots they need: their most patches in a row rounded up to a
+  # multiple of this (at most max_patches; one compiled step per size). 0 = max_patches.
+  slot_bucket: int = 16
   entropy_model_workdir: str = ""  # training workdir of the entropy model (entropy scheme)
   entropies: str = "on_the_fly"  # "on_the_fly" (run the entropy model) or "precomputed"
   entropy_batch_size: int = 16  # rows per entropy-model call in the precompute pass
@@ -48,6 +51,7 @@ class PatchingConfig(Section):
     need(self.patch_size >= 1, "patch_size", "must be >= 1")
     need(self.max_patch_length >= 0, "max_patch_length", "must be >= 0 (0 = unbounded)")
     need(self.max_patches >= 0, "max_patches", "must be >= 0 (0 = one per byte)")
+    need(self.slot_bucket >= 0, "slot_bucket", "must be >= 0 (0 = always max_patches)")
     need(self.entropies in ENTROPY_SOURCES, "entropies", f"one of {ENTROPY_SOURCES}")
     need(self.entropy_batch_size >= 1, "entropy_batch_size", "must be >= 1")
     need(self.bytes_per_patch >= 0, "bytes_per_patch", "must be >= 0 (0 = measure)")

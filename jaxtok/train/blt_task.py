@@ -65,6 +65,10 @@ class BLTBatches:
       em = self.entropy_model()
       starts = self._starts_on_the_fly(em.params, inputs, seg, pos, ids_n, pos_n, seg_n)
     batch["patch_starts"] = np.asarray(starts)
+    if self.pcfg.slot_bucket:
+      batch["patch_lengths"] = patch_lengths(
+        batch["patch_starts"], seg, self.mcfg.max_patches, self.pcfg.slot_bucket
+      )
     if self.mcfg.n_hash_tables:
       batch["hash_ids"] = hashing.hash_ids(
         inputs,
@@ -74,6 +78,21 @@ class BLTBatches:
         vocab=self.mcfg.hash_vocab,
       )
     return batch
+
+
+def patch_lengths(starts_BxN, segment_ids_BxT, max_patches: int, bucket: int) -> np.ndarray:
+  """Bytes in each patch slot, [B, P] with P = the batch's most patches in a row rounded up
+  to a multiple of `bucket`, at most `max_patches` (`blt_loss` runs with P slots: the
+  slots no row uses cost the latent transformer time and change nothing)."""
+  valid = segment_ids_BxT > 0
+  ids = np.where(valid, np.cumsum(starts_BxN[:, :-1] & valid, axis=1) - 1, -1)
+  need = int(ids.max()) + 1 if ids.size else 1
+  p = min(max_patches, max(bucket, -(-need // bucket) * bucket))
+  out = np.zeros((ids.shape[0], p), np.int32)
+  for b, row in enumerate(ids):
+    row = row[(row >= 0) & (row < p)]
+    out[b] = np.bincount(row, minlength=p)
+  return out
 
 
 def measure_bytes_per_patch(batches: BLTBatches, packed, n_bytes: int = 32768) -> float:

@@ -81,7 +81,7 @@ def prerequisites(config, workdir: str) -> list[tuple[object, str]]:
 
 # Fields that change how a run computes, not what its checkpoints and data position mean.
 RUNTIME_FIELDS = {
-  "model": {"dtype", "attention_impl", "pool_impl", "scan_layers", "remat"},
+  "model": {"dtype", "attention_impl", "pool_impl", "cross_attn_impl", "scan_layers", "remat"},
   "patching": {
     *("entropies", "entropy_batch_size", "entropy_store", "entropy_model_workdir"),
     "bytes_per_patch",  # FLOP accounting only

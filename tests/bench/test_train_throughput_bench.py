@@ -1,5 +1,6 @@
 """The spine's benchmark runs end to end (on the tiny config) and prints its MFU line."""
 
+import importlib.util
 import json
 import os
 import re
@@ -41,6 +42,14 @@ def test_train_throughput_bench_prints_bytes_per_s_and_mfu(tmp_path):
   table = (tmp_path / "device_check.md").read_text()
   assert report.returncode == 0 and f"MFU {data['mfu']:.3f}" in table
   assert "| BLT training | not measured" in table  # missing parts are named, not dropped
+  if importlib.util.find_spec("torch") is None:
+    assert "PyTorch baseline skipped: torch is not installed" in out.stdout
+    return
+  # The PyTorch twin has the model's shapes (parameter count) and its ratio is printed.
+  params = re.search(r"\(\d+ threads, ([\d.]+)M params; jaxtok ([\d.]+)M\)", out.stdout)
+  assert params and params.group(1) == params.group(2), out.stdout
+  ratio = re.search(r"jaxtok / PyTorch bytes/s:\s+([\d.]+)x", out.stdout)
+  assert ratio and data["ratio_vs_torch"] == pytest.approx(float(ratio.group(1)), abs=0.01)
 
 
 def test_device_check_on_cpu_reports_no_accelerator_and_exits_0():
