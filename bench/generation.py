@@ -21,8 +21,11 @@ comparable. Without --workdir the BLT and entropy model have the sizes of
 configs/blt_entropy.py and configs/entropy_model.py with random weights, and the
 entropy threshold is the 75th percentile of the text's entropies (~4 bytes/patch).
 
-Arms are functions of (model, prompts, new) in `ARMS`; issue 14 adds the
-`transformers` BLT `generate` on the same (HF-layout) weights there.
+With --transformers (when torch and transformers are installed) the random BLT
+takes the reference's settings (`jaxtok.models.reference`), is exported in the
+Hugging Face layout, and `transformers`' `BltForCausalLM.generate` (greedy,
+batch 1, `--uncached_new` bytes, on the same weights) is timed next to the
+others, with a same-bytes check against the cached loop.
 """
 
 from __future__ import annotations
@@ -33,20 +36,26 @@ import functools
 import os
 import sys
 import sysconfig
+import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run as a script, this folder is sys.path[0]: its kernels.py would shadow the `kernels`
+# package transformers looks for. The repository root goes there instead (for `bench.*`).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p) != _HERE]
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from bench import torch_reference  # noqa: E402
 from configs import blt_entropy, entropy_model  # noqa: E402
 from jaxtok import generation, patching  # noqa: E402
 from jaxtok.data import codec, hashing  # noqa: E402
 from jaxtok.generation import loop  # noqa: E402
 from jaxtok.generation.sampling import SamplingConfig, row_keys  # noqa: E402
+from jaxtok.models import hf, reference  # noqa: E402
 from jaxtok.models.blt import BLT, BLTConfig  # noqa: E402
 from jaxtok.models.entropy_model import EntropyModel  # noqa: E402
 from jaxtok.models.transformer import Transformer, TransformerConfig  # noqa: E402
@@ -60,6 +69,7 @@ class Setup:
   pcfg: PatchingConfig
   em: EntropyModel | None
   patches_per_byte: float  # training's patch slots per byte (for the training forward)
+  hf_model: object = None  # transformers' BltForCausalLM on the same weights (--transformers)
 
 
 def stdlib_text() -> bytes:
@@ -134,8 +144,31 @@ def uncached_arm(s: Setup, prompts: list[bytes], new: int) -> dict:
   return dict(bytes_per_s=new / (time.perf_counter() - t0), ids=np.asarray([out]))
 
 
-# Issue 14: "transformers": the HF BLT's generate on the same weights, once HF-layout BLTs load.
-ARMS = {"cached": cached_arm, "uncached": uncached_arm}
+def transformers_arm(s: Setup, prompts: list[bytes], new: int) -> dict:
+  """transformers' BLT `generate` on the same weights, greedy, one row (it re-patches and
+  re-runs the prefix for every byte: its BLT keeps no usable cache)."""
+  import torch  # optional: only with --transformers
+
+  ids = torch.tensor(codec.encode(prompts[0], add_eos=False)[None], dtype=torch.long)
+  never = [codec.BOE_ID, codec.BOS_ID, codec.BPE_DELIM_ID]
+  kw = dict(do_sample=False, use_cache=False, suppress_tokens=never, pad_token_id=codec.EOS_ID)
+  with torch.no_grad():
+    s.hf_model.generate(ids, max_new_tokens=1, **kw)  # warm-up
+    t0 = time.perf_counter()
+    out = s.hf_model.generate(ids, max_new_tokens=new, min_new_tokens=new, **kw)
+    dt = time.perf_counter() - t0
+  return dict(bytes_per_s=new / dt, ids=out[:, ids.shape[1] :].numpy())
+
+
+def with_transformers(s: Setup, directory: str) -> Setup:
+  """`s` with transformers' BltForCausalLM loaded from its Hugging Face export."""
+  from transformers import AutoModelForCausalLM  # optional
+
+  out = hf.save_blt(s.model, s.pcfg, s.em, os.path.join(directory, "blt"))
+  return dataclasses.replace(s, hf_model=AutoModelForCausalLM.from_pretrained(out).eval())
+
+
+ARMS = {"cached": cached_arm, "uncached": uncached_arm, "transformers": transformers_arm}
 
 
 def training_forward_s(s: Setup, prompts: list[bytes]) -> tuple[float, float]:
@@ -182,6 +215,12 @@ def measure(s: Setup, text: bytes, contexts, batches, new: int, uncached_new: in
         ref = ARMS["uncached"](s, prompts, uncached_new)
         row["uncached"] = ref["bytes_per_s"]
         row["same_bytes"] = bool(np.array_equal(ref["ids"][0], cached["ids"][0, :uncached_new]))
+        if s.hf_model is not None:
+          hf_ref = ARMS["transformers"](s, prompts, uncached_new)
+          row["transformers"] = hf_ref["bytes_per_s"]
+          row["hf_same_bytes"] = bool(
+            np.array_equal(hf_ref["ids"][0], cached["ids"][0, :uncached_new])
+          )
       rows.append(row)
   base = {r["batch"]: r["cached"] for r in rows if r["context"] == contexts[0]}
   one = {r["context"]: r["cached"] for r in rows if r["batch"] == 1}
@@ -202,6 +241,9 @@ def table(rows: list[dict]) -> str:
     "uncached bytes/s",
     "cached / uncached",
     "same bytes",
+    "transformers bytes/s",
+    "cached / transformers",
+    "same bytes (transformers)",
     "prefill s",
     "BLT fwd s",
     "prefill / BLT fwd",
@@ -219,6 +261,9 @@ def table(rows: list[dict]) -> str:
       "-" if unc is None else f"{unc:.2f}",
       "-" if unc is None else f"{r['cached'] / unc:.0f}x",
       r.get("same_bytes", "-"),
+      f"{r['transformers']:.2f}" if "transformers" in r else "-",
+      f"{r['cached'] / r['transformers']:.0f}x" if "transformers" in r else "-",
+      r.get("hf_same_bytes", "-"),
       f"{r['prefill_s']:.3f}",
       f"{fwd:.3f}",
       f"{r['prefill_s'] / fwd:.2f}",
@@ -235,13 +280,24 @@ def main() -> None:
   parser.add_argument("--batches", default="1,8")
   parser.add_argument("--new", type=int, default=64, help="bytes per row in the cached timing")
   parser.add_argument("--uncached_new", type=int, default=4, help="bytes of the uncached timing")
+  why_not = torch_reference.available(need_transformers=True)
+  parser.add_argument(
+    "--transformers",
+    action=argparse.BooleanOptionalAction,
+    default=why_not is None,
+    help="also time transformers' BLT generate on the same weights (random weights only)",
+  )
   args = parser.parse_args()
   text = stdlib_text()
   if args.workdir:
     _, model, pcfg, em = generation.load_for_generation(args.workdir)
     s = Setup(model, pcfg, em, blt_entropy.get_config().patching.max_patches / 512)
   else:
-    s = random_setup(text)
+    s = random_setup(text, **(reference.model_settings() if args.transformers else {}))
+  if args.transformers and not args.workdir:
+    s = with_transformers(s, tempfile.mkdtemp(prefix="jaxtok_bench_"))
+  elif why_not:
+    print(f"transformers arm skipped: {why_not}")
   print(f"load average before: {os.getloadavg()}")
   print(f"{jax.devices()[0].platform}; greedy; cached: {args.new} bytes per row after a prefill")
   rows = measure(

@@ -1,6 +1,7 @@
 """The generation bench measures what it says (tiny shapes, not the bench run)."""
 
 from bench import generation as bench
+from jaxtok.models import reference
 
 
 def test_every_goal_column_is_measured_at_tiny_shapes():
@@ -17,3 +18,16 @@ def test_every_goal_column_is_measured_at_tiny_shapes():
   assert rows[0]["cost_vs_shortest"] == 1.0 and rows[0]["vs_batch1"] == 1.0
   out = bench.table(rows)
   assert out.count("\n") == len(rows) + 1 and "cached / uncached" in out
+
+
+def test_the_transformers_arm_generates_the_cached_bytes_on_the_same_weights(tmp_path):
+  """--transformers: the exported BLT decoded by transformers' generate, next to the others."""
+  text = bench.stdlib_text()
+  small = dict(d_local=32, d_global=64, n_layers_global=1, n_layers_decoder=1, local_window=16)
+  s = bench.random_setup(
+    text, dict(d_model=32, n_layers=1, n_heads=2), **small, **reference.model_settings()
+  )
+  s = bench.with_transformers(s, str(tmp_path))
+  rows = bench.measure(s, text, [20], [1], new=5, uncached_new=3)
+  assert rows[0]["transformers"] > 0 and rows[0]["hf_same_bytes"] is True
+  assert "cached / transformers" in bench.table(rows)
