@@ -32,7 +32,8 @@ class PatchingConfig(Section):
   max_patch_length: int = 0  # 0 = unbounded; else longer patches are split every this many bytes
   max_patches: int = 0  # patches per row the model has room for; 0 = seq_len (never overflows)
   # Training batches use the slots they need: their most patches in a row rounded up to a
-  # multiple of this (at most max_patches; one compiled step per size). 0 = max_patches.
+  # multiple of this (at most max_patches; one compiled step per size). 0 = max_patches, as
+  # in multi-process runs (every process must run the same program).
   slot_bucket: int = 16
   entropy_model_workdir: str = ""  # training workdir of the entropy model (entropy scheme)
   entropies: str = "on_the_fly"  # "on_the_fly" (run the entropy model) or "precomputed"

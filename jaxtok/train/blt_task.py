@@ -65,7 +65,9 @@ class BLTBatches:
       em = self.entropy_model()
       starts = self._starts_on_the_fly(em.params, inputs, seg, pos, ids_n, pos_n, seg_n)
     batch["patch_starts"] = np.asarray(starts)
-    if self.pcfg.slot_bucket:
+    # Slots sized from the batch change the compiled step: with several processes each
+    # would size its own batch and run another program (mismatched collectives).
+    if self.pcfg.slot_bucket and jax.process_count() == 1:
       batch["patch_lengths"] = patch_lengths(
         batch["patch_starts"], seg, self.mcfg.max_patches, self.pcfg.slot_bucket
       )

@@ -90,3 +90,11 @@ def test_patch_lengths_are_the_layouts_and_the_bucketed_slots_change_nothing():
 def test_slot_bucket_must_not_be_negative():
   with pytest.raises(ValueError, match="slot_bucket"):
     PatchingConfig(scheme="static", slot_bucket=-1).validate()
+
+
+def test_every_process_of_a_multi_process_run_uses_all_slots(monkeypatch):
+  """Batch-sized slots would give each process its own program (mismatched collectives)."""
+  pcfg = PatchingConfig(scheme="static", patch_size=2, slot_bucket=8)
+  _, cfg = make(pcfg, max_patches=40)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  assert "patch_lengths" not in batch_of(pcfg, cfg)
