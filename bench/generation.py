@@ -294,20 +294,23 @@ def main() -> None:
     s = Setup(model, pcfg, em, blt_entropy.get_config().patching.max_patches / 512)
   else:
     s = random_setup(text, **(reference.model_settings() if args.transformers else {}))
-  if args.transformers and not args.workdir:
-    s = with_transformers(s, tempfile.mkdtemp(prefix="jaxtok_bench_"))
-  elif why_not:
-    print(f"transformers arm skipped: {why_not}")
-  print(f"load average before: {os.getloadavg()}")
-  print(f"{jax.devices()[0].platform}; greedy; cached: {args.new} bytes per row after a prefill")
-  rows = measure(
-    s,
-    text,
-    [int(x) for x in args.contexts.split(",")],
-    [int(x) for x in args.batches.split(",")],
-    args.new,
-    args.uncached_new,
-  )
+  with tempfile.TemporaryDirectory(prefix="jaxtok_bench_") as export_dir:
+    if args.transformers and not args.workdir:
+      s = with_transformers(s, export_dir)
+    elif args.transformers:
+      print("transformers arm skipped: it runs on the random weights only (no --workdir)")
+    elif why_not:
+      print(f"transformers arm skipped: {why_not}")
+    print(f"load average before: {os.getloadavg()}")
+    print(f"{jax.devices()[0].platform}; greedy; cached: {args.new} bytes per row after a prefill")
+    rows = measure(
+      s,
+      text,
+      [int(x) for x in args.contexts.split(",")],
+      [int(x) for x in args.batches.split(",")],
+      args.new,
+      args.uncached_new,
+    )
   print(table(rows))
   print(f"load average after: {os.getloadavg()}")
 
