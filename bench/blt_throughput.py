@@ -7,6 +7,15 @@ hits both alike; the median step time of each is reported.
 
   PYTHONPATH=. python bench/blt_throughput.py [--blt configs/blt_static.py] \
       [--baseline configs/blt_baseline_bytes.py] [--steps 5 --rounds 3] [--no_torch] [--json F]
+  PYTHONPATH=. python bench/blt_throughput.py --input_path [--steps 5 --rounds 3]
+
+--input_path times the whole BLT training step with entropy patches on the fly, host input
+path included (packed rows -> patch starts, hash ids -> device -> step), in two arms
+interleaved: one device round trip per batch (the entropy model and the patching rule in one
+jitted call, as jaxtok does) and two (entropies fetched to the host, then patch starts: the
+input path before issue 11). The entropy model has configs/entropy_model.py's size, trained
+for 2 steps (speed does not depend on its weights); its threshold is calibrated to 4
+bytes/patch.
 
 With torch and transformers installed (the [test] extra) a third arm, interleaved with the
 others, trains transformers' BltForCausalLM at the same config on the same rows and patch
@@ -16,6 +25,7 @@ lengths (eager PyTorch, sdpa, AdamW); without them it is skipped with a message.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -35,13 +45,18 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from bench import torch_reference as tr  # noqa: E402
+from configs import blt_entropy, entropy_model  # noqa: E402
 from jaxtok import patching  # noqa: E402
+from jaxtok.compare.blt import calibrate_threshold  # noqa: E402
 from jaxtok.data import corpora, packing  # noqa: E402
+from jaxtok.models.entropy_model import EntropyModel  # noqa: E402
 from jaxtok.models.flops import count_params  # noqa: E402
 from jaxtok.train import prepare  # noqa: E402
+from jaxtok.train.blt_task import BLTBatches  # noqa: E402
 from jaxtok.train.optimizer import make_optimizer  # noqa: E402
 from jaxtok.train.steps import TrainState, make_train_step  # noqa: E402
 from jaxtok.train.tasks import get_task  # noqa: E402
+from jaxtok.train.trainer import train  # noqa: E402
 
 
 def load_config(path: str, overrides: list[str]):
@@ -80,6 +95,7 @@ class Arm:
     )
     t0 = time.perf_counter()
     raw = [next(it) for _ in range(n_batches)]
+    self.raw_batches = raw
     t1 = time.perf_counter()
     tf = self.task.host_transform
     self.host_batches = [tf(b) if tf else b for b in raw]
@@ -103,6 +119,83 @@ class Arm:
     self.times.append(self._run(steps))
 
 
+class InputPathArm:
+  """The BLT step fed from packed rows through a host input path, timed together."""
+
+  def __init__(self, name, arm: Arm, transform):
+    self.name, self.arm, self.transform = name, arm, transform
+    self.bytes_per_step = arm.bytes_per_step
+    self.times: list[float] = []
+    self.host_times: list[float] = []
+    self.round(len(arm.raw_batches))  # compiles every batch's shapes (patch slots vary)
+    self.times.clear(), self.host_times.clear()
+
+  def round(self, steps):
+    a, host = self.arm, 0.0
+    t0 = time.perf_counter()
+    for i in range(steps):
+      h0 = time.perf_counter()
+      batch = self.transform(a.raw_batches[i % len(a.raw_batches)])
+      host += time.perf_counter() - h0
+      a.state, m = a.step(a.state, jax.device_put(batch))
+    jax.block_until_ready(m["loss"])
+    self.times.append((time.perf_counter() - t0) / steps)
+    self.host_times.append(host / steps)
+
+
+def input_path(args) -> None:
+  """BLT training bytes/s with the input path of one vs two device round trips per batch."""
+  load_before = os.getloadavg()
+  print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+  em_cfg = entropy_model.get_config()
+  em_cfg.train.update(steps=2, eval_every=0, progress_bar=False)
+  em_dir = tempfile.mkdtemp(prefix="jaxtok-bench-em-")
+  train(em_cfg, em_dir)
+  em = EntropyModel.load(em_dir)
+  c = blt_entropy.get_config()
+  c.patching.entropy_model_workdir = em_dir
+  pcfg = patching.PatchingConfig.from_dict(c.patching)
+  arm = Arm("BLT", c, args.steps)  # calibrated below; prepare measured its bytes/patch
+  theta, bpp = calibrate_threshold(pcfg, em, arm.raw_batches, 4.0)
+  tf = BLTBatches(dataclasses.replace(pcfg, threshold=theta), arm.model_cfg, entropy_model=em)
+
+  def two_round_trips(batch):
+    b = dict(batch)
+    b["next_entropies"] = em.next_entropies(b["inputs"], b["segment_ids"], b["positions"])
+    return tf(b)
+
+  first = arm.raw_batches[0]
+  same = np.array_equal(tf(first)["patch_starts"], two_round_trips(first)["patch_starts"])
+  if not same:
+    raise AssertionError("the two input paths give different patch starts")
+  arms = [
+    InputPathArm("one round trip", arm, tf),
+    InputPathArm("two round trips", arm, two_round_trips),
+  ]
+  for _ in range(args.rounds):
+    for a in arms:
+      a.round(args.steps)
+  load_after = os.getloadavg()
+  print(
+    f"{jax.devices()[0].platform} x{jax.device_count()}; {args.rounds} rounds x {args.steps} "
+    f"steps; entropy threshold {theta:.3f} ({bpp:.2f} bytes/patch); same patch starts: {same}"
+  )
+  rates = {}
+  for a in arms:
+    dt, host = statistics.median(a.times), statistics.median(a.host_times)
+    rates[a.name] = a.bytes_per_step / dt
+    print(
+      f"{a.name:16s} {rates[a.name]:8.0f} bytes/s  step {dt * 1e3:7.1f} ms  "
+      f"host input path {host * 1e3:6.1f} ms/batch"
+    )
+  ratio = rates["one round trip"] / rates["two round trips"]
+  print(f"one / two round trips, training bytes/s: {ratio:.2f}x")
+  print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(dict(bytes_per_s=rates, ratio=ratio, load_average=load_after), f, indent=2)
+
+
 def torch_arm(blt: Arm):
   """transformers' BltForCausalLM at the BLT's config on the same rows and patch lengths."""
   model = tr.blt_reference(blt.model_cfg, patching.PatchingConfig.from_dict(blt.config.patching))
@@ -119,7 +212,13 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
   parser.add_argument("--json", default="", help="also write the numbers to this JSON file")
+  parser.add_argument(
+    "--input_path", action="store_true", help="one vs two device round trips per batch"
+  )
   args = parser.parse_args()
+  if args.input_path:
+    input_path(args)
+    return
 
   load_before = os.getloadavg()
   print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
