@@ -96,11 +96,15 @@ def last_step(workdir) -> int:
   return json.loads(lines[-1])["step"] if lines else 0
 
 
-def writing_checkpoint(workdir) -> bool:
-  """Whether orbax is writing a checkpoint right now (its temporary step directory exists)."""
+def writing_checkpoint(workdir, step: int) -> bool:
+  """Whether orbax is writing step's checkpoint right now (its temporary directory exists).
+
+  The step matters: on a loaded machine the previous checkpoint's write can still be going
+  when the rows of the next one are flushed."""
   try:
     return any(
-      ".orbax-checkpoint-tmp" in n for n in os.listdir(os.path.join(workdir, "checkpoints"))
+      n.startswith(f"{step}.orbax-checkpoint-tmp")
+      for n in os.listdir(os.path.join(workdir, "checkpoints"))
     )
   except FileNotFoundError:
     return False

@@ -32,7 +32,7 @@ def test_kill9_while_a_checkpoint_is_written(env, reference, tmp_path, nth):
   workdir = str(tmp_path / "run")
   proc = start(env, workdir)
   at = 7 * nth  # its rows are flushed just before its checkpoint starts
-  wait_for(lambda: last_step(workdir) >= at and writing_checkpoint(workdir), proc, poll=0.001)
+  wait_for(lambda: last_step(workdir) >= at and writing_checkpoint(workdir, at), proc, poll=0.001)
   kill9(proc)
   left = os.listdir(os.path.join(workdir, "checkpoints"))
   assert any(".orbax-checkpoint-tmp" in n for n in left), f"the write had finished: {left}"
