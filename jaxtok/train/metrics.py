@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from tensorboardX import SummaryWriter
+from tensorboardX import SummaryWriter, record_writer
 
 from jaxtok import paths
 from jaxtok.paths import write_atomic
@@ -100,10 +100,14 @@ class MetricWriter:
 def _summary_writer(logdir: str, purge: int | None, remote: bool):
   if not remote:
     return SummaryWriter(logdir, purge_step=purge)
+  skip = f"no TensorBoard for {logdir} (metrics.jsonl is written)"
+  if not record_writer.GCS_ENABLED:  # checked first: a failed start leaves a noisy __del__
+    print(f"{skip}: tensorboardX writes gs:// with google-cloud-storage, not installed")
+    return None
   try:
-    return SummaryWriter(logdir, purge_step=purge)  # its own gs:// writer (google-cloud-storage)
-  except Exception as e:
-    print(f"no TensorBoard for {logdir} (metrics.jsonl is written): {type(e).__name__}: {e}")
+    return SummaryWriter(logdir, purge_step=purge)
+  except Exception as e:  # no credentials, no bucket
+    print(f"{skip}: {type(e).__name__}: {e}")
     return None
 
 
