@@ -4,7 +4,7 @@ A workdir holds `config.json` (the resolved config the run trained with: the
 tokenizer path, the vocabulary size, the measured bytes per patch are all
 written into it), `checkpoints/` (orbax) and, for token models, its own
 `tokenizer.json`. Restoring reads only these files: no corpus is opened, no
-tokenizer trained, nothing measured.
+tokenizer trained, nothing measured. A workdir may be a gs:// URL (`jaxtok.paths`).
 """
 
 from __future__ import annotations
