@@ -134,6 +134,10 @@ def test_metrics_of_a_killed_run_are_resumed_each_step_once(gcs):
     w.write(s, {"loss": 1.0 / s}, prefix="train/")
   w.close()
   assert [r["step"] for r in read_rows(URL)] == list(range(1, 8))
+  w = MetricWriter(URL)  # no resume step: appended to, as a local file is
+  w.write(8, {"loss": 0.125}, prefix="train/")
+  w.close()
+  assert [r["step"] for r in read_rows(URL)] == list(range(1, 9))
 
 
 def test_the_lock_of_a_url_workdir(gcs):

@@ -41,6 +41,8 @@ class MetricWriter:
     if resume_step is not None and paths.exists(path):
       kept = drop_rows_after(path, resume_step)
       purge = resume_step + 1
+    elif self._remote and paths.exists(path):
+      kept = paths.read_bytes(path)  # appended to, as a local file is
     if self._remote:
       self._rows = [kept.decode()]  # the file's content is rewritten from these on flush
       self._jsonl = None
