@@ -30,6 +30,7 @@ from jaxtok.models.blt import BLTConfig
 from jaxtok.models.hypernet import HypernetConfig
 from jaxtok.models.transformer import TransformerConfig
 from jaxtok.patching.config import PatchingConfig
+from jaxtok.paths import UnsupportedPathError
 from jaxtok.train.lock import WorkdirBusyError
 from jaxtok.train.trainer import TrainingDivergedError
 
@@ -42,6 +43,7 @@ USER_ERRORS = (
   CorpusError,
   TrainingDivergedError,
   WorkdirBusyError,
+  UnsupportedPathError,
   distributed.DistributedError,
 )
 

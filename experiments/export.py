@@ -11,10 +11,9 @@ written to a temporary directory and renamed into place when complete; an
 existing non-empty --out is refused.
 """
 
-import os
-
 from absl import app, flags, logging
 
+from jaxtok import paths
 from jaxtok.models import entropy_model, hf
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.blt import BLT
@@ -38,7 +37,7 @@ def main(argv):
     out = hf.save_blt(model, pcfg, em, _OUT.value, dtype=_DTYPE.value)
   else:
     tok_path = workdir_lib.tokenizer_path(_WORKDIR.value)
-    tok = load_tokenizer(tok_path) if os.path.exists(tok_path) else None
+    tok = load_tokenizer(tok_path) if paths.exists(tok_path) else None
     out = hf.save_transformer(model, _OUT.value, tokenizer=tok, dtype=_DTYPE.value)
   print(f"wrote {out}")
 

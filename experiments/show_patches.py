@@ -13,6 +13,7 @@ import os
 from absl import flags, logging
 
 from experiments import cli
+from jaxtok import paths
 from jaxtok.models import entropy_model
 from jaxtok.patching import show
 
@@ -26,6 +27,8 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  if paths.is_url(_WORKDIR.value) and not _OUT.value:  # the pages are written with open()
+    raise paths.UnsupportedPathError("--workdir is a URL: give --out, a local path for the pages")
   out = _OUT.value or os.path.join(_WORKDIR.value, "patches")
   pcfg, em = entropy_model.patching_from_workdir(_WORKDIR.value, threshold=_THRESHOLD.value)
   view = show.patch_view(_TEXT.value.encode(), pcfg, em)

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from typing import Any, NamedTuple
 
@@ -33,6 +32,9 @@ import orbax.checkpoint as ocp
 from absl import flags as absl_flags
 from etils import epath
 from orbax.checkpoint._src import asyncio_utils as _orbax_asyncio  # see _drained_event_loops
+
+from jaxtok import paths
+from jaxtok.paths import copy_atomic, write_atomic  # noqa: F401  (their home before paths)
 
 MANIFEST = "manifest"  # the JSON item holding the checksums
 
@@ -72,37 +74,6 @@ def abstract_like(tree: Any) -> Any:
     return x
 
   return jax.tree.map(one, tree)
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-  """Writes a file so that readers (and a later crash) see the old or the new content only."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-  try:
-    os.fchmod(fd, _file_mode(path))  # mkstemp's 0600 would hide a shared workdir's files
-    with os.fdopen(fd, "wb") as f:
-      f.write(data.encode() if isinstance(data, str) else data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def _file_mode(path: str) -> int:
-  if os.path.exists(path):
-    return os.stat(path).st_mode & 0o777
-  umask = os.umask(0)
-  os.umask(umask)
-  return 0o666 & ~umask
-
-
-def copy_atomic(src: str, dst: str) -> None:
-  with open(src, "rb") as f:
-    write_atomic(dst, f.read())
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -170,13 +141,13 @@ class Checkpointer:
     async_save: bool = True,
     read_only: bool = False,
   ):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(paths.check(directory, "checkpoint directory"))
     self.max_to_keep = max_to_keep
     self.read_only = read_only
     self.skipped: list[tuple[int, str]] = []  # (step, why) passed over by the last restore
     self._failed: CheckpointWriteError | None = None  # a write failed: nothing more is written
     self._mngr = None
-    if read_only and not os.path.isdir(self.directory):
+    if read_only and not paths.isdir(self.directory):
       return  # nothing to read; creating the directory would be a write
     if jax.process_count() > 1:
       _barriers_without_devices()
@@ -189,7 +160,7 @@ class Checkpointer:
       enable_async_checkpointing=async_save and not read_only,
       lightweight_initialize=True,  # a damaged step must not break listing the others
     )
-    self._mngr = ocp.CheckpointManager(self.directory, options=options)
+    self._mngr = ocp.CheckpointManager(epath.Path(self.directory), options=options)
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step() if self._mngr else None
@@ -282,7 +253,7 @@ class Checkpointer:
     for k, like in arrays_like.items():
       _check_same_arrays(k, saved[k], _flat(like), where)
     targets = {k: _with_dtypes(v, saved[k]) for k, v in arrays_like.items()}
-    has_manifest = os.path.isdir(os.path.join(self.directory, str(step), MANIFEST))
+    has_manifest = paths.isdir(paths.join(self.directory, str(step), MANIFEST))
     json_items = (*json_keys, MANIFEST) if has_manifest else tuple(json_keys)
     items = {k: ocp.args.StandardRestore(v) for k, v in targets.items()}
     items.update({k: ocp.args.JsonRestore() for k in json_items})
@@ -319,9 +290,17 @@ class Checkpointer:
   def set_aside(self, step: int) -> str:
     """Moves a damaged step out of the checkpoint directory (never deletes it); its new path."""
     dest_root = self.directory + ".damaged"
-    os.makedirs(dest_root, exist_ok=True)
-    dest = os.path.join(dest_root, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(os.path.join(self.directory, str(step)), dest)
+    dest = paths.join(dest_root, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+    src = paths.join(self.directory, str(step))
+    if paths.is_url(dest_root):
+      # An object store has no empty folders, and epath's rename wants the target's to exist.
+      paths.write_atomic(paths.join(dest_root, "README"), "damaged checkpoint steps\n")
+      # A copy, then a delete there: not atomic, but what an interruption leaves is a step
+      # that fails verification again, never a deleted one.
+      epath.Path(src).rename(dest)
+    else:
+      os.makedirs(dest_root, exist_ok=True)
+      os.replace(src, dest)
     self._mngr.reload()
     return dest
 

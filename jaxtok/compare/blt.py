@@ -20,12 +20,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from typing import Any
 
 import jax
 
+from jaxtok import paths
 from jaxtok.data import corpora, packing
 from jaxtok.models.entropy_model import EntropyModel
 from jaxtok.models.flops import transformer_config_flops
@@ -89,23 +89,22 @@ def _bytes_per_step(config, task) -> float:
 
 def _train(config, workdir: str) -> tuple[dict[str, Any], float]:
   """Trains (or finds finished) a run; returns (results, wall seconds of this call)."""
-  path = os.path.join(workdir, "results.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      results = json.load(f)
+  path = paths.join(workdir, "results.json")
+  if paths.exists(path):
+    results = json.loads(paths.read_text(path))
     if results.get("steps") == config.train.steps:
       return results, float(results.get("wall_s", float("nan")))
   t0 = time.perf_counter()
   results = trainer.train(config, workdir)
   wall = time.perf_counter() - t0
   results["wall_s"] = wall
-  with open(path, "w") as f:
-    json.dump(results, f, indent=2)
+  paths.write_atomic(path, json.dumps(results, indent=2))
   return results, wall
 
 
 def run(config, workdir: str) -> list[dict[str, Any]]:
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.check(workdir)
+  paths.makedirs(workdir)
   arms = [a.strip() for a in config.arm_names.split(",") if a.strip()]
   unknown = [a for a in arms if a not in config.arms]
   if unknown:
@@ -116,7 +115,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
     raise ValueError(f"config.reference_steps={config.reference_steps}: must be >= 1")
 
   # 1. The entropy model.
-  em_dir = os.path.join(workdir, "entropy_model")
+  em_dir = paths.join(workdir, "entropy_model")
   needs_em = any(config.arms[a].get("patching", {}).get("scheme") == "entropy" for a in arms)
   em_results = None
   if needs_em:
@@ -142,7 +141,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
     cfgs[a] = c
 
   # 3. Matched training FLOPs (of each arm's prepared config: measured bytes per patch/token).
-  cfgs = {a: prepare.prepare(cfgs[a], os.path.join(workdir, a)) for a in arms}
+  cfgs = {a: prepare.prepare(cfgs[a], paths.join(workdir, a)) for a in arms}
   tasks = {a: get_task(cfgs[a]) for a in arms}
   ref = config.reference_arm
   budget = tasks[ref].flops.train * _bytes_per_step(cfgs[ref], tasks[ref]) * config.reference_steps
@@ -156,7 +155,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
     c.train.eval_every = 0
     c.train.ckpt_every = max(1, steps // 2)
     print(f"== {a}: {steps} steps ({per_step * steps:.3g} training FLOPs)")
-    r, wall = _train(c, os.path.join(workdir, a))
+    r, wall = _train(c, paths.join(workdir, a))
     patcher = 0.0
     if c.get("patching", {}).get("scheme") == "entropy":
       em_cfg = TransformerConfig.from_dict(config.entropy_model.model)
@@ -196,8 +195,7 @@ def _write(config, workdir, rows, calibration, em_results) -> None:
     "entropy_model_val_bpb": None if em_results is None else em_results["val_bpb"],
     "config": json.loads(config.to_json_best_effort()),
   }
-  with open(os.path.join(workdir, "compare.json"), "w") as f:
-    json.dump(out, f, indent=2)
+  paths.write_atomic(paths.join(workdir, "compare.json"), json.dumps(out, indent=2))
   table = markdown_table(
     [
       {
@@ -223,6 +221,5 @@ def _write(config, workdir, rows, calibration, em_results) -> None:
       f"{a}: threshold {cal['threshold']:.4f} nats, {cal['bytes_per_patch']:.2f} bytes/patch "
       "on the calibration batches."
     )
-  with open(os.path.join(workdir, "compare.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  paths.write_atomic(paths.join(workdir, "compare.md"), "\n".join(lines) + "\n")
   print("\n".join(lines))

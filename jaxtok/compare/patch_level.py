@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from typing import Any
 
 import jax
 
+from jaxtok import paths
 from jaxtok.train import trainer
 from jaxtok.train.metrics import markdown_table
 
@@ -71,10 +71,9 @@ def run_name(tokenizer: str, steps: int, k: int) -> str:
 
 
 def _train(c, workdir: str) -> dict[str, Any]:
-  path = os.path.join(workdir, "results.json")
-  if os.path.exists(path):  # finished earlier: reuse
-    with open(path) as f:
-      return json.load(f)
+  path = paths.join(workdir, "results.json")
+  if paths.exists(path):  # finished earlier: reuse
+    return json.loads(paths.read_text(path))
   return trainer.train(c, workdir)
 
 
@@ -82,7 +81,8 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
   """Runs (or reuses) every model, writes the JSON and Markdown reports, returns the rows."""
   validate(config)
   cc = config.compare
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.check(workdir)
+  paths.makedirs(workdir)
   rows = []
   for tok in cc.tokenizers:
     for steps in cc.steps:
@@ -91,7 +91,7 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
         c = run_config(config, tok, steps, k)
         name = run_name(tok, steps, k)
         t0 = time.perf_counter()
-        r = _train(c, os.path.join(workdir, name))
+        r = _train(c, paths.join(workdir, name))
         wall = sum(p["wall_s"] for p in r["phases"])  # steps only: no compilation, no eval
         median = sum(p["step_time_median_s"] * p["steps"] for p in r["phases"])
         if k == 0:
@@ -133,10 +133,8 @@ def run(config, workdir: str) -> list[dict[str, Any]]:
     "device": jax.devices()[0].device_kind,
     "rows": rows,
   }
-  with open(os.path.join(workdir, "patch_level_compare.json"), "w") as f:
-    json.dump(report, f, indent=2)
-  with open(os.path.join(workdir, "patch_level_compare.md"), "w") as f:
-    f.write(markdown(rows, config) + "\n")
+  paths.write_atomic(paths.join(workdir, "patch_level_compare.json"), json.dumps(report, indent=2))
+  paths.write_atomic(paths.join(workdir, "patch_level_compare.md"), markdown(rows, config) + "\n")
   return rows
 
 

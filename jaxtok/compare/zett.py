@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from typing import Any
 
 import numpy as np
 from flax import nnx
 
+from jaxtok import paths
 from jaxtok.eval import dynamic as dynamic_eval
 from jaxtok.eval import tokenizer_bpb
 from jaxtok.models import hypernet as hypernet_lib
@@ -28,18 +28,19 @@ from jaxtok.models.transfer import with_embeddings
 from jaxtok.tokenizers import decompose, embedding_init
 from jaxtok.tokenizers.targets import Unavailable, make_target, text_source
 from jaxtok.train import trainer, zett
-from jaxtok.train.metrics import markdown_table
+from jaxtok.train.metrics import markdown_table, read_rows
 
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Runs the comparison of `config` (training the base LM and hypernetwork if needed)."""
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.check(workdir)
+  paths.makedirs(workdir)
   c = config.compare
   config = copy.deepcopy(config)
   with config.unlocked():
-    config.base.workdir = config.base.workdir or os.path.join(os.path.abspath(workdir), "base")
-  hyper_dir = os.path.expanduser(c.hypernet_workdir or os.path.join(workdir, "hypernet"))
-  if not os.path.exists(os.path.join(hyper_dir, "results.json")):
+    config.base.workdir = config.base.workdir or paths.join(paths.absolute(workdir), "base")
+  hyper_dir = paths.expand(c.hypernet_workdir or paths.join(workdir, "hypernet"))
+  if not paths.exists(paths.join(hyper_dir, "results.json")):
     print(f"training the hypernetwork in {hyper_dir}")
     trainer.train(config, hyper_dir)
   base, base_tok = zett.load_base(config)
@@ -139,10 +140,8 @@ def run(config, workdir: str) -> dict[str, Any]:
     "skipped": skipped,
     "dynamic": dynamic_rows,
   }
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown(results) + "\n")
+  paths.write_atomic(paths.join(workdir, "results.json"), json.dumps(results, indent=2))
+  paths.write_atomic(paths.join(workdir, "results.md"), markdown(results) + "\n")
   return results
 
 
@@ -185,12 +184,10 @@ def curve(hypernet_workdir: str) -> list[dict[str, Any]]:
   tokenizer: the bits per byte with hypernetwork and with FVT embeddings, from metrics.jsonl.
   Step 0 is FVT in the residual form (the hypernetwork starts as FVT)."""
   rows: dict[int, dict[str, float]] = {}
-  with open(os.path.join(hypernet_workdir, "metrics.jsonl")) as f:
-    for line in f:
-      m = json.loads(line)
-      evals = {k[len("eval/") :]: v for k, v in m.items() if k.startswith("eval/")}
-      if evals:
-        rows.setdefault(m["step"], {}).update(evals)  # a resumed run's later rows win
+  for m in read_rows(paths.expand(hypernet_workdir)):
+    evals = {k[len("eval/") :]: v for k, v in m.items() if k.startswith("eval/")}
+    if evals:
+      rows.setdefault(m["step"], {}).update(evals)  # a resumed run's later rows win
   out = []
   for step in sorted(rows):
     for key, bpb in sorted(rows[step].items()):

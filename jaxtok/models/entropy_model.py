@@ -10,13 +10,13 @@ turns them into patch boundaries.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtok import paths
 from jaxtok.data import codec
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.transformer import Transformer
@@ -26,7 +26,7 @@ from jaxtok.patching.entropy import entropy_from_logits
 
 def fingerprint(workdir: str) -> str:
   """ "<absolute workdir>@<latest step>" of an entropy model; checks it is a byte LM."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = paths.absolute(workdir)
   config = workdir_lib.load_config(workdir)
   if config.model.get("name", "transformer") != "transformer" or config.data.get("tokenizer"):
     raise ValueError(

@@ -4,13 +4,12 @@ A workdir holds `config.json` (the resolved config the run trained with: the
 tokenizer path, the vocabulary size, the measured bytes per patch are all
 written into it), `checkpoints/` (orbax) and, for token models, its own
 `tokenizer.json`. Restoring reads only these files: no corpus is opened, no
-tokenizer trained, nothing measured.
+tokenizer trained, nothing measured. A workdir may be a gs:// URL (`jaxtok.paths`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import jax
@@ -18,6 +17,7 @@ import ml_collections
 from flax import nnx
 
 from jaxtok import checkpoint as ckpt_lib
+from jaxtok import paths
 from jaxtok.models.blt import BLT, BLTConfig
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching.config import PatchingConfig
@@ -29,11 +29,10 @@ MODELS = ("transformer", "blt")  # config.model.name values a workdir can be res
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run wrote into its workdir."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = paths.join(paths.check(workdir), CONFIG_FILE)
+  if not paths.exists(path):
     raise ckpt_lib.CheckpointError(f"{workdir} has no {CONFIG_FILE}: not a jaxtok workdir")
-  with open(path) as f:
-    config = json.load(f)
+  config = json.loads(paths.read_text(path))
   patching = config.get("patching") or {}
   if patching.get("scheme") == "space" and "space_rule" not in patching:
     patching["space_rule"] = "start"  # written before the reference rule became the default
@@ -64,7 +63,7 @@ def build_model(config, rngs: nnx.Rngs) -> Transformer | BLT:
 
 
 def checkpointer(workdir: str, **kw) -> ckpt_lib.Checkpointer:
-  return ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), **kw)
+  return ckpt_lib.Checkpointer(paths.join(paths.check(workdir), "checkpoints"), **kw)
 
 
 def has_checkpoint(workdir: str) -> bool:
@@ -98,4 +97,4 @@ def restore(workdir: str, step: int | None = None):
 
 
 def tokenizer_path(workdir: str) -> str:
-  return os.path.join(workdir, TOKENIZER_FILE)
+  return paths.join(paths.check(workdir), TOKENIZER_FILE)

@@ -13,13 +13,13 @@ are read with a small protobuf parser, so `sentencepiece` is not needed.
 from __future__ import annotations
 
 import json
-import os
+import posixpath
 import struct
 from collections.abc import Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from jaxtok import hub
+from jaxtok import hub, paths
 from jaxtok.tokenizers import gguf_file
 from jaxtok.tokenizers.byte_view import ByteTokenizer, sidecar_path
 
@@ -60,28 +60,33 @@ def load_tokenizer(path: str, *, parse_special: bool | None = None, **specials) 
   """
   if hub.is_spec(path):
     path = hub.resolve(path, patterns=("tokenizer.json", "tokenizer_config.json"))
-  path = os.path.expanduser(path)
-  if os.path.isdir(path):
-    path = os.path.join(path, "tokenizer.json")
-  if not os.path.exists(path):
+  path = paths.expand(path, "tokenizer")  # a URL: a gs:// workdir's own tokenizer.json
+  if paths.isdir(path):
+    path = paths.join(path, "tokenizer.json")
+  if not paths.exists(path):
     raise TokenizerLoadError(f"tokenizer {path} does not exist")
-  name = os.path.basename(path)
+  name = posixpath.basename(path)
+  if paths.is_url(path) and not path.endswith(".json"):
+    raise TokenizerLoadError(f"{path}: at a URL, only a tokenizer.json is read")
   if path.endswith(".gguf"):
     hf, meta = gguf_tokenizer(path)
   elif path.endswith(".model"):
     hf, meta = spm_tokenizer(path)
   else:
     try:
-      hf = Tokenizer.from_file(path)
+      hf = (
+        Tokenizer.from_str(paths.read_text(path))
+        if paths.is_url(path)
+        else Tokenizer.from_file(path)
+      )
     except Exception as e:
       raise TokenizerLoadError(
         f"{path} is not a HF tokenizer.json, SentencePiece .model or .gguf file: {e}"
       ) from e
     meta = {}
     side = sidecar_path(path)
-    if os.path.exists(side):
-      with open(side) as f:
-        saved = json.load(f)
+    if paths.exists(side):
+      saved = json.loads(paths.read_text(side))
       name = saved.get("name") or name
       meta = {k: saved[k] for k in ("bos", "eos", "pad", "parse_special") if k in saved}
   meta.update({k: v for k, v in specials.items() if v is not None})

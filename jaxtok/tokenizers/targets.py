@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from jaxtok import paths
 from jaxtok.data import corpora
 from jaxtok.tokenizers import bpe, sources
 from jaxtok.tokenizers.byte_view import ByteTokenizer, sidecar_path
@@ -122,6 +124,13 @@ def mixed_corpus(specs: Sequence[str], config, *, docs_per_source: int, doc_byte
 
 def save_atomic(tok: ByteTokenizer, path: str) -> None:
   """Saves into a temporary folder, then moves the sidecar and (last) the tokenizer in place."""
+  if paths.is_url(path):  # a gs:// workdir: saved locally, then each file written whole
+    with tempfile.TemporaryDirectory() as tmp:
+      local = os.path.join(tmp, posixpath.basename(path))
+      tok.save(local)
+      paths.copy_atomic(sidecar_path(local), sidecar_path(path))
+      paths.copy_atomic(local, path)
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
     tmp_path = os.path.join(tmp, os.path.basename(path))

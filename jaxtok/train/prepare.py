@@ -25,17 +25,17 @@ before anything is written.
 from __future__ import annotations
 
 import copy
-import filecmp
 import json
 import os
 
-from jaxtok.checkpoint import copy_atomic
+from jaxtok import paths
 from jaxtok.configlib import ConfigError
 from jaxtok.data import corpora, packing
 from jaxtok.models import entropy_model
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.patching.config import PatchingConfig
 from jaxtok.patching.entropy import precompute, store_dir
+from jaxtok.paths import copy_atomic
 from jaxtok.tokenizers import bpe
 from jaxtok.tokenizers.byte_view import sidecar_path
 from jaxtok.tokenizers.load import load_tokenizer
@@ -50,8 +50,8 @@ from jaxtok.train.blt_task import (
 
 def prepare(config, workdir: str):
   """The resolved copy of `config` for a run in `workdir` (see the module docstring)."""
-  stored_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  stored = workdir_lib.load_config(workdir) if os.path.exists(stored_path) else None
+  stored_path = paths.join(workdir, workdir_lib.CONFIG_FILE)
+  stored = workdir_lib.load_config(workdir) if paths.exists(stored_path) else None
   config = copy.deepcopy(config)
   name = config.model.get("name", "transformer")
   with config.unlocked():
@@ -72,7 +72,7 @@ def prerequisites(config, workdir: str) -> list[tuple[object, str]]:
   if config.model.get("name") != "hypernet" or b.kind != "jaxtok":
     return []
   base_dir = zett_base_workdir(config, workdir)
-  if os.path.exists(os.path.join(base_dir, "results.json")):
+  if paths.exists(paths.join(base_dir, "results.json")):
     return []
   return [(copy.deepcopy(config.base_train), base_dir)]
 
@@ -141,32 +141,34 @@ def resolve_tokenizer(config) -> str:
 
 
 def _same_tokenizer(a: str, b: str) -> bool:
-  return filecmp.cmp(a, b, shallow=False) and (
-    not os.path.exists(sidecar_path(a)) or filecmp.cmp(sidecar_path(a), sidecar_path(b), False)
+  """Whether the tokenizer `a` (local) and the workdir's `b` (local or a URL) are one."""
+  same = lambda x, y: paths.exists(y) and paths.read_bytes(x) == paths.read_bytes(y)
+  return same(a, b) and (
+    not os.path.exists(sidecar_path(a)) or same(sidecar_path(a), sidecar_path(b))
   )
 
 
 def _tokenizer(config, workdir: str, stored) -> None:
   d = config.data
   kept = workdir_lib.tokenizer_path(workdir)
-  if d.get("tokenizer_file") == os.path.abspath(kept) and os.path.exists(kept):
+  if d.get("tokenizer_file") == paths.absolute(kept) and paths.exists(kept):
     return  # prepared already (a config that prepare returned)
-  if stored is not None and stored.data.get("tokenizer") == d.tokenizer and os.path.exists(kept):
-    d.tokenizer_file = os.path.abspath(kept)
+  if stored is not None and stored.data.get("tokenizer") == d.tokenizer and paths.exists(kept):
+    d.tokenizer_file = paths.absolute(kept)
     d.bytes_per_token = stored.data.bytes_per_token
     config.model.vocab_size = stored.model.vocab_size
     return
   src = resolve_tokenizer(config)
-  same_file = os.path.abspath(src) == os.path.abspath(kept)
-  if os.path.exists(kept) and not same_file and not _same_tokenizer(src, kept):
+  same_file = os.path.abspath(src) == paths.absolute(kept)
+  if paths.exists(kept) and not same_file and not _same_tokenizer(src, kept):
     raise ConfigError(
       f"config.data.tokenizer={d.tokenizer!r}: {workdir} holds another tokenizer "
       f"({kept}); its checkpoints belong to that one. Use a new --workdir."
     )
   tok = load_tokenizer(src)
-  if not os.path.exists(kept):
+  if not paths.exists(kept):
     _copy_tokenizer(src, kept)
-  d.tokenizer_file = os.path.abspath(kept)
+  d.tokenizer_file = paths.absolute(kept)
   config.model.vocab_size = tok.vocab_size
   corpus = corpora.corpus_for(d, "train")
   d.bytes_per_token = 1.0 / tokens_per_byte(tok.make_encoder(), corpus)
@@ -245,7 +247,7 @@ def _same_patching(stored_p, p, stored_d, d) -> bool:
 
 
 def zett_base_workdir(config, workdir: str) -> str:
-  return os.path.expanduser(config.base.workdir or os.path.join(os.path.abspath(workdir), "base"))
+  return paths.expand(config.base.workdir or paths.join(paths.absolute(workdir), "base"))
 
 
 def _zett(config, workdir: str) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import signal
 import time
 from typing import Any
@@ -31,7 +30,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxtok import checkpoint as ckpt_lib
-from jaxtok import distributed
+from jaxtok import distributed, paths
 from jaxtok import sharding as shd
 from jaxtok.configlib import require
 from jaxtok.data import corpora, packing
@@ -297,6 +296,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
   Returns the results dict that is also written to workdir/results.json.
   """
   validate_config(config)
+  workdir = paths.check(workdir)  # a URL (gs://) stays one; an unsupported one is refused
   # One lock per workdir, taken by process 0 (the other processes of a multi-host job
   # write the same workdir through orbax, which coordinates them).
   owner = jax.process_index() == 0
@@ -367,7 +367,7 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
     print(f"resumed from {ckpt.directory} at step {start}")
   if jax.process_index() == 0:
     ckpt_lib.write_atomic(
-      os.path.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
+      paths.join(workdir, workdir_lib.CONFIG_FILE), config.to_json_best_effort(indent=2)
     )
 
   def phase_step():
@@ -558,7 +558,7 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
     results.update(task.eval_results(final_eval))
   results.update(phases_lib.report(phases, stats, compare=patch_level.enabled(config)))
   if jax.process_index() == 0:
-    ckpt_lib.write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
+    ckpt_lib.write_atomic(paths.join(workdir, "results.json"), json.dumps(results, indent=2))
   return results
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import re
 from typing import Any
 
@@ -45,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtok import hub
+from jaxtok import hub, paths
 from jaxtok.configlib import require
 from jaxtok.data import codec, corpora
 from jaxtok.eval import tokenizer_bpb
@@ -114,8 +113,8 @@ def prepare(config, workdir: str) -> None:
   for entry in [s.strip() for s in config.eval.tokenizers.split(",") if s.strip()]:
     spec, _, text = entry.partition("@")
     name = eval_name(spec, text)
-    path = os.path.join(os.path.abspath(workdir), "eval_tokenizers", f"{name}.json")
-    if not os.path.exists(path):
+    path = paths.join(paths.absolute(workdir), "eval_tokenizers", f"{name}.json")
+    if not paths.exists(path):
       targets_lib.save_atomic(targets_lib.make_target(spec, config, text or None), path)
     files[name], texts[name] = path, text
   config.eval.tokenizer_files = files
@@ -150,7 +149,7 @@ def load_base(config) -> tuple[Transformer, ByteTokenizer]:
   """(base LM, its tokenizer at byte level) as config.base describes (a jaxtok workdir, trained
   first by the trainer as a prerequisite, or a GGUF)."""
   b = config.base
-  if b.kind == "jaxtok" and not os.path.isdir(os.path.expanduser(b.workdir)):
+  if b.kind == "jaxtok" and not paths.isdir(paths.expand(b.workdir, "config.base.workdir")):
     raise FileNotFoundError(f"config.base.workdir={b.workdir!r} is not a jaxtok workdir")
   spec = b.workdir if b.kind == "jaxtok" else b.gguf
   model, tok = load_base_spec(spec, **{k: b.get(k) for k in ("bos", "eos", "pad")})
@@ -170,13 +169,13 @@ def load_base_spec(spec: str, **specials) -> tuple[Transformer, ByteTokenizer]:
   point. `specials` (names or ids; empty = default) override the base's own (a workdir's
   sidecar; GGUF_SPECIALS, then the GGUF metadata; the checkpoint's tokenizer)."""
   chosen = {k: v for k, v in specials.items() if v not in (None, "")}
-  path = os.path.expanduser(spec)
+  path = spec if hub.is_spec(spec) else paths.expand(spec, "the base")
   if hub.is_spec(spec):
     loaded = hf.load(spec)
     if loaded.kind != "transformer" or loaded.tokenizer is None:
       raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
     model, tok = hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
-  elif os.path.isdir(path):
+  elif paths.isdir(path):
     model, _ = workdir_lib.restore(path)
     return model, load_tokenizer(workdir_lib.tokenizer_path(path), **chosen)
   else:
