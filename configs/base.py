@@ -61,10 +61,8 @@ def get_config() -> config_dict.ConfigDict:
       fsdp=1,  # devices the parameters (embed axis) and the batch are sharded over
       tensor=1,  # devices the heads, MLP and vocabulary axes are split over
       dcn_data=1,  # slices (TPU) / process groups the data axis spans over DCN; must divide data
-      # Logical axis -> mesh axes (parameters and activations): a preset (default, fsdp,
-      # tensor_parallel, data_parallel; jaxtok/sharding.py) and/or overrides, e.g.
-      # "fsdp,seq=tensor" or "batch=data+fsdp,mlp=none"
-      rules="default",
+      # Logical axis -> mesh axes, for parameters and activations (jaxtok/sharding.py).
+      rules="default",  # preset default|fsdp|tensor_parallel|data_parallel [,name=axis+axis]
     )
   )
   return c
