@@ -83,9 +83,9 @@ def main(argv):
   load_before = os.getloadavg()
   print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
   config = prepare.prepare(_CONFIG.value, tempfile.mkdtemp(prefix="jaxtok-bench-"))
-  task = get_task(config)
-  mesh = shd.make_mesh(**config.mesh)
-  graphdef, params, _ = trainer.build_params(task, config, mesh)
+  mesh, rules = shd.from_config(config.mesh)
+  task = get_task(config, mesh=mesh, rules=rules)
+  graphdef, params, _ = trainer.build_params(task, config, mesh, rules)
   tx, schedule = trainer.optimizer_for(config, config.train.steps)
   state = trainer.fresh_state(tx, params, mesh)
   step_fn = make_train_step(
@@ -93,7 +93,7 @@ def main(argv):
   )
   _, it = trainer.make_batches(task, config, "train", seed=0, repeat=True, shuffle=True)
   host = HostBatches(it, task.host_transform)
-  sharding = shd.batch_sharding(mesh)
+  sharding = shd.batch_sharding(mesh, rules)
   host_batch = next(host)
   fixed = trainer.to_device(host_batch, sharding)
   bytes_per_step = (

@@ -60,6 +60,9 @@ def get_config() -> config_dict.ConfigDict:
       data=-1,  # data-parallel devices; -1 = all the devices fsdp x tensor leave
       fsdp=1,  # devices the parameters (embed axis) and the batch are sharded over
       tensor=1,  # devices the heads, MLP and vocabulary axes are split over
+      dcn_data=1,  # slices (TPU) / process groups the data axis spans over DCN; must divide data
+      # Logical axis -> mesh axes, for parameters and activations (jaxtok/sharding.py).
+      rules="default",  # preset default|fsdp|tensor_parallel|data_parallel [,name=axis+axis]
     )
   )
   return c

@@ -76,10 +76,12 @@ from jaxtok.models.transformer import (
   init_ring_cache,
   make_blocks,
   prefill_blocks,
+  residual_stream,
 )
 from jaxtok.nn import attention as attn_lib
 from jaxtok.nn import patch_attention, pooling, stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, mlp_hidden_dim
+from jaxtok.sharding import constrain
 
 INITS = ("jaxtok", "reference")
 CROSS_IMPLS = ("gather", "mask")
@@ -260,11 +262,15 @@ def windowed_mask(q_seg, kv_seg, q_piece, kv_piece, window: int) -> attn_lib.Mas
 
 
 class CrossAttention(nnx.Module):
-  """Queries of one sequence attend to another (RMSNorm on both sides, no RoPE)."""
+  """Queries of one sequence attend to another (RMSNorm on both sides, no RoPE).
 
-  def __init__(self, cfg: BLTConfig, *, depth: int, rngs: nnx.Rngs):
+  `encoder`: patch queries attend to bytes; else bytes attend to latents (which sequence
+  axis is "seq" and which "patches", for the activations' sharding)."""
+
+  def __init__(self, cfg: BLTConfig, *, depth: int, encoder: bool, rngs: nnx.Rngs):
     d, n = cfg.d_local, cfg.cross_attn_heads
     self.n_heads, self.head_dim = n, d // n
+    self.q_len, self.kv_len = ("patches", "seq") if encoder else ("seq", "patches")
     kw = dict(rngs=rngs, dtype=DTYPES[cfg.dtype], param_dtype=DTYPES[cfg.param_dtype])
     self.q_norm = RMSNorm(d, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype])
     self.kv_norm = RMSNorm(d, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype])
@@ -279,16 +285,18 @@ class CrossAttention(nnx.Module):
     b, s, _ = x_BxSxD.shape
     x = self.kv_norm(x_BxSxD)
     shape = (b, s, self.n_heads, self.head_dim)
-    return self.wk(x).reshape(shape), self.wv(x).reshape(shape)
+    names = ("batch", self.kv_len, "kv_heads", "head_dim")
+    return constrain(self.wk(x).reshape(shape), names), constrain(self.wv(x).reshape(shape), names)
 
   def attend(self, x_BxTxD, k, v, mask: attn_lib.Mask):
     b, t, _ = x_BxTxD.shape
-    q = self.wq(self.q_norm(x_BxTxD)).reshape(b, t, self.n_heads, self.head_dim)
+    heads = lambda a: constrain(a, ("batch", self.q_len, "heads", "head_dim"))
+    q = heads(self.wq(self.q_norm(x_BxTxD)).reshape(b, t, self.n_heads, self.head_dim))
     if isinstance(mask, patch_attention.PatchCross):
       out = patch_attention.patch_cross_attention(q, k, v, mask)
     else:
       out = attn_lib.attention(q, k, v, mask, impl=self.impl)
-    return self.wo(out.reshape(b, t, -1))
+    return self.wo(heads(out).reshape(b, t, -1))
 
   def __call__(self, x_BxTxD, kv_BxSxD, mask: attn_lib.Mask):
     return self.attend(x_BxTxD, *self.kv(kv_BxSxD), mask)
@@ -309,8 +317,8 @@ def patch_cross_mask(
   return windowed_mask(byte_seg, slots, byte_piece, slot_piece, w)
 
 
-def _cross_stack(cfg: BLTConfig, n: int, rngs: nnx.Rngs) -> CrossAttention:
-  return stack.stack(lambda r: CrossAttention(cfg, depth=n, rngs=r), n, rngs)
+def _cross_stack(cfg: BLTConfig, n: int, rngs: nnx.Rngs, *, encoder: bool) -> CrossAttention:
+  return stack.stack(lambda r: CrossAttention(cfg, depth=n, encoder=encoder, rngs=r), n, rngs)
 
 
 class LocalEncoder(nnx.Module):
@@ -326,7 +334,7 @@ class LocalEncoder(nnx.Module):
         cfg.n_hash_tables * cfg.hash_vocab, cfg.d_local, rngs=rngs, dtype=dtype, param_dtype=pdtype
       )
     self.blocks = make_blocks(lcfg, rngs)
-    self.cross = _cross_stack(cfg, len(cfg.encoder_cross_layers), rngs)
+    self.cross = _cross_stack(cfg, len(cfg.encoder_cross_layers), rngs, encoder=True)
     k = cfg.cross_attn_k
     self.pool_proj = Linear(
       cfg.d_local, k * cfg.d_local, ("embed", "mlp"), rngs=rngs, dtype=dtype, param_dtype=pdtype
@@ -340,7 +348,7 @@ class LocalEncoder(nnx.Module):
         raise ValueError("this BLT has hash n-gram embeddings: pass hash_ids")
       offsets = self.cfg.hash_vocab * jnp.arange(self.cfg.n_hash_tables, dtype=jnp.int32)
       x = x + jnp.sum(self.hash_embed(hash_ids_BxTxK + offsets), axis=-2)
-    return x
+    return residual_stream(x)
 
   def _cross_states(self, x_BxTxD, outs_LxBxTxD):
     """C x B x T x D: the byte states each cross-attention reads (every layer's, or the last's)."""
@@ -408,6 +416,7 @@ class LocalEncoder(nnx.Module):
       states_CxBxTxD[0], byte_seg_BxT - 1, p, "max", impl=cfg.pool_impl
     )
     q = self.pool_proj(pooled_BxPxD).reshape(b, p * k, cfg.d_local)
+    q = residual_stream(q, "patches")
     windowed = cfg.cross_attn_window_encoder > 1
     mask = patch_cross_mask(
       cfg,
@@ -419,7 +428,8 @@ class LocalEncoder(nnx.Module):
     )
 
     def body(cross, q, s_BxTxD):
-      return residual(q, cross(q, s_BxTxD, mask), cfg.cross_attn_double_residual), None
+      q = residual(q, cross(q, s_BxTxD, mask), cfg.cross_attn_double_residual)
+      return residual_stream(q, "patches"), None
 
     q, _ = stack.run(self.cross, body, q, states_CxBxTxD, scan=cfg.scan_layers, remat=cfg.remat)
     return q.reshape(b, p, k * cfg.d_local)
@@ -430,7 +440,7 @@ class LatentTransformer(nnx.Module):
 
   def __init__(self, cfg: TransformerConfig, *, final_norm: bool = True, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.blocks = make_blocks(cfg, rngs)
+    self.blocks = make_blocks(cfg, rngs, length="patches")
     if final_norm:
       self.final_norm = RMSNorm(
         cfg.d_model, eps=cfg.norm_eps, rngs=rngs, param_dtype=DTYPES[cfg.param_dtype]
@@ -444,7 +454,7 @@ class LatentTransformer(nnx.Module):
     if positions_BxP is None:
       positions_BxP = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (b, p))
     mask = attn_lib.Mask.self_attention(segment_ids_BxP)
-    h, _ = apply_blocks(self.blocks, h_BxPxD, positions_BxP, mask)
+    h, _ = apply_blocks(self.blocks, residual_stream(h_BxPxD, "patches"), positions_BxP, mask)
     return self._norm(h)
 
   def prefill(self, h_BxPxD, *, segment_ids_BxP):
@@ -478,7 +488,7 @@ class LocalDecoder(nnx.Module):
     self.latent_proj = Linear(
       cfg.d_global, k * cfg.d_local, ("mlp", "embed"), rngs=rngs, dtype=dtype, param_dtype=pdtype
     )
-    self.cross = _cross_stack(cfg, len(cfg.decoder_cross_layers), rngs)
+    self.cross = _cross_stack(cfg, len(cfg.decoder_cross_layers), rngs, encoder=False)
     self.blocks = make_blocks(lcfg, rngs)
     self.norm = RMSNorm(cfg.d_local, eps=cfg.norm_eps, rngs=rngs, param_dtype=pdtype)
     self.head = Linear(
@@ -489,6 +499,7 @@ class LocalDecoder(nnx.Module):
     """Keys and values C x B x P*k x N x H of every cross-attention: k vectors per latent."""
     b, p, _ = g_BxPxDg.shape
     kv_BxSxD = self.latent_proj(g_BxPxDg).reshape(b, p * self.cfg.cross_attn_k, self.cfg.d_local)
+    kv_BxSxD = residual_stream(kv_BxSxD, "patches")
 
     def body(cross, carry, _):
       return carry, cross.kv(kv_BxSxD)
@@ -505,7 +516,8 @@ class LocalDecoder(nnx.Module):
 
     def cross_fn(cross, x, kv_c):
       y = cross.attend(x, *kv_c, cross_mask)
-      return residual(x, y if gate is None else jnp.where(gate, y, 0.0).astype(x.dtype), double)
+      y = y if gate is None else jnp.where(gate, y, 0.0).astype(x.dtype)
+      return residual_stream(residual(x, y, double))
 
     if self.cfg.cross_attn_all_layers_decoder:  # one scan over (cross-attention, block) pairs
 
@@ -580,7 +592,7 @@ class LocalDecoder(nnx.Module):
     return self.logits(x), cache.write(t, k, v)
 
   def logits(self, x_BxTxD):
-    return self.head(self.norm(x_BxTxD)).astype(jnp.float32)
+    return constrain(self.head(self.norm(x_BxTxD)).astype(jnp.float32), ("batch", "seq", "vocab"))
 
 
 @struct.dataclass
@@ -627,7 +639,8 @@ class BLT(nnx.Module):
       reference_init(self, rngs)
 
   def _project(self, patches_BxPxKD):
-    return self.to_global(patches_BxPxKD) if hasattr(self, "to_global") else patches_BxPxKD
+    h = self.to_global(patches_BxPxKD) if hasattr(self, "to_global") else patches_BxPxKD
+    return residual_stream(h, "patches")
 
   def layout(self, patch_starts_BxN, segment_ids_BxT, max_patches: int | None = None):
     """The patch layout of rows (`max_patches` overrides the configured patch slots)."""

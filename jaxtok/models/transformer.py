@@ -24,6 +24,7 @@ from jaxtok.nn import attention as attn_lib
 from jaxtok.nn import stack
 from jaxtok.nn.layers import Embed, Linear, RMSNorm, SwiGLU, mlp_hidden_dim
 from jaxtok.nn.rope import apply_rope
+from jaxtok.sharding import constrain
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -212,8 +213,15 @@ def _cache_shapes(cfg: TransformerConfig, batch: int, size: int):
   return lbk + (size, cfg.head_size), lbk + (cfg.head_size, size)
 
 
+def residual_stream(x_BxTxD, length: str = "seq"):
+  """The residual stream pinned at a block boundary: rows over the batch axes, whole rows."""
+  return constrain(x_BxTxD, ("batch", length, "embed"))
+
+
 class Attention(nnx.Module):
-  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+  """Self-attention; `length` names the sequence axis ("seq", or a BLT latent's "patches")."""
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, length: str = "seq"):
     d, n, kv, h = cfg.d_model, cfg.n_heads, cfg.num_kv_heads, cfg.head_size
     kw = dict(rngs=rngs, dtype=DTYPES[cfg.dtype], param_dtype=DTYPES[cfg.param_dtype])
     b = cfg.qkv_bias
@@ -222,7 +230,7 @@ class Attention(nnx.Module):
     self.wv = Linear(d, kv * h, ("embed", "kv_heads"), bias=b, **kw)
     out_std = (n * h) ** -0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
     self.wo = Linear(n * h, d, ("heads", "embed"), init=nnx.initializers.normal(out_std), **kw)
-    self.cfg = cfg
+    self.cfg, self.length = cfg, length
 
   def qkv(self, x_BxTxD, positions_BxT):
     cfg = self.cfg
@@ -231,22 +239,28 @@ class Attention(nnx.Module):
     k = self.wk(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_size)
     v = self.wv(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_size)
     rope = dict(theta=cfg.rope_theta, layout=cfg.rope_layout, scaling=cfg.rope_scaling)
-    return apply_rope(q, positions_BxT, **rope), apply_rope(k, positions_BxT, **rope), v
+    q, k = apply_rope(q, positions_BxT, **rope), apply_rope(k, positions_BxT, **rope)
+    return self.heads(q), self.heads(k, "kv_heads"), self.heads(v, "kv_heads")
+
+  def heads(self, x_BxTxNxH, name: str = "heads"):
+    return constrain(x_BxTxNxH, ("batch", self.length, name, "head_dim"))
 
   def __call__(self, x_BxTxD, positions_BxT, mask: attn_lib.Mask):
     q, k, v = self.qkv(x_BxTxD, positions_BxT)
-    out = attn_lib.attention(q, k, v, mask, impl=self.cfg.attention_impl)
+    out = self.heads(attn_lib.attention(q, k, v, mask, impl=self.cfg.attention_impl))
     return self.wo(out.reshape(*x_BxTxD.shape[:2], -1))
 
 
 class Block(nnx.Module):
-  """One pre-norm layer. Models hold stacks of them (`make_blocks`) run by the functions below."""
+  """One pre-norm layer. Models hold stacks of them (`make_blocks`) run by the functions below.
 
-  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+  `length` names the sequence axis for the activations' sharding (`constrain`)."""
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, length: str = "seq"):
     kw = dict(rngs=rngs, param_dtype=DTYPES[cfg.param_dtype])
-    self.cfg = cfg
+    self.cfg, self.length = cfg, length
     self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
-    self.attn = Attention(cfg, rngs=rngs)
+    self.attn = Attention(cfg, rngs=rngs, length=length)
     self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, **kw)
     out_std = cfg.hidden_dim**-0.5 / (2 * cfg.n_layers) ** 0.5  # residual-branch scaling
     self.mlp = SwiGLU(
@@ -254,12 +268,13 @@ class Block(nnx.Module):
       cfg.hidden_dim,
       dtype=DTYPES[cfg.dtype],
       down_init=nnx.initializers.normal(out_std),
+      length=length,
       **kw,
     )
 
   def __call__(self, x, positions, mask):
-    x = x + self.attn(self.attn_norm(x), positions, mask)
-    return x + self.mlp(self.mlp_norm(x))
+    x = residual_stream(x + self.attn(self.attn_norm(x), positions, mask), self.length)
+    return residual_stream(x + self.mlp(self.mlp_norm(x)), self.length)
 
   def decode(self, x, positions, cache_mask, own_mask, k_cache, v_cache):
     """A chunk continuing a cached prefix: (x, this chunk's k, v) for the caller to store.
@@ -279,9 +294,9 @@ class Block(nnx.Module):
     return x + self.mlp(self.mlp_norm(x)), k, v
 
 
-def make_blocks(cfg: TransformerConfig, rngs: nnx.Rngs) -> Block:
+def make_blocks(cfg: TransformerConfig, rngs: nnx.Rngs, length: str = "seq") -> Block:
   """`cfg.n_layers` Blocks as one stacked module (parameters [L, ...])."""
-  return stack.stack(lambda r: Block(cfg, rngs=r), cfg.n_layers, rngs)
+  return stack.stack(lambda r: Block(cfg, rngs=r, length=length), cfg.n_layers, rngs)
 
 
 def apply_blocks(blocks: Block, x_BxTxD, positions_BxT, mask: attn_lib.Mask, *, emit=False):
@@ -444,6 +459,7 @@ class Transformer(nnx.Module):
     b, t, _ = x_BxTxD.shape
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    x_BxTxD = residual_stream(x_BxTxD)
     x_BxTxD, _ = apply_blocks(self.blocks, x_BxTxD, positions, self.mask(segment_ids))
     return self.final_norm(x_BxTxD)
 
@@ -454,7 +470,7 @@ class Transformer(nnx.Module):
 
   def logits(self, h_BxTxD: jax.Array) -> jax.Array:
     out = self.embed.attend(h_BxTxD) if self.cfg.tie_embeddings else self.head(h_BxTxD)
-    return out.astype(jnp.float32)
+    return constrain(out.astype(jnp.float32), ("batch",) + ("seq",) * (out.ndim - 2) + ("vocab",))
 
   def __call__(
     self,

@@ -18,6 +18,7 @@ from flax import nnx
 
 from jaxtok import checkpoint as ckpt_lib
 from jaxtok import paths
+from jaxtok import sharding as shd
 from jaxtok.models.blt import BLT, BLTConfig
 from jaxtok.models.transformer import Transformer, TransformerConfig
 from jaxtok.patching.config import PatchingConfig
@@ -74,18 +75,25 @@ def has_checkpoint(workdir: str) -> bool:
     ckpt.close()
 
 
-def restore(workdir: str, step: int | None = None):
+def restore(workdir: str, step: int | None = None, *, mesh=None, rules=None):
   """(model, config) of a training workdir, for notebooks, evaluation and generation.
 
   Builds the model from the workdir's config.json, then loads the parameters of
   checkpoint `step` (default: the newest one that restores and verifies; a damaged
   newer one is reported with a warning and left in place). Writes nothing.
+  With a `mesh`, each parameter is read straight into its shards (`jaxtok.sharding`,
+  `rules` default to the active ones): no device ever holds the whole model.
   """
   config = load_config(workdir)
   abstract = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
   graphdef, params = nnx.split(abstract, nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
+  shardings = (
+    {} if mesh is None else dict(nnx.to_flat_state(shd.state_shardings(params, mesh, rules)))
+  )
+  for path, var in nnx.to_flat_state(params):
+    where = shardings.get(path, device)
+    var.set_value(jax.ShapeDtypeStruct(var.shape, var.dtype, sharding=where))
   ckpt = checkpointer(workdir, read_only=True)
   try:
     _, arrays, _ = ckpt.restore({"params": params}, step=step)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtok.sharding import constrain
+
 Initializer = Callable[..., jax.Array]
 
 
@@ -111,15 +113,20 @@ class Embed(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, ids: jax.Array) -> jax.Array:
-    # Negative ids are padding (PAD_ID = -1): look up row 0, callers mask them.
-    return jnp.take(self.embedding[...], jnp.maximum(ids, 0), axis=0).astype(self.dtype)
+    # Negative ids are padding (PAD_ID = -1): look up row 0, callers mask them. The table is
+    # gathered whole first (FSDP), so the lookup's rows come out split like `ids`: left to
+    # the partitioner they come out split over the table's embed axis, which it cannot
+    # convert to the batch's layout without a full rematerialization.
+    table = constrain(self.embedding[...], (None, None))
+    return jnp.take(table, jnp.maximum(ids, 0), axis=0).astype(self.dtype)
 
   def attend(self, x: jax.Array) -> jax.Array:
     return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
 
 
 class SwiGLU(nnx.Module):
-  """Gated MLP: down(silu(x W_gate) * (x W_up))."""
+  """Gated MLP: down(silu(x W_gate) * (x W_up)); `length` names the sequence axis of x
+  [B, T, D] for the hidden activation's sharding (jaxtok.sharding.constrain)."""
 
   def __init__(
     self,
@@ -130,14 +137,19 @@ class SwiGLU(nnx.Module):
     dtype=jnp.float32,
     param_dtype=jnp.float32,
     down_init: Initializer | None = None,
+    length: str = "seq",
   ):
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.length = length
     self.gate = Linear(dim, hidden, ("embed", "mlp"), **kw)
     self.up = Linear(dim, hidden, ("embed", "mlp"), **kw)
     self.down = Linear(hidden, dim, ("mlp", "embed"), init=down_init, **kw)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+    h = jax.nn.silu(self.gate(x)) * self.up(x)
+    if h.ndim == 3:
+      h = constrain(h, ("batch", self.length, "mlp"))
+    return self.down(h)
 
 
 def mlp_hidden_dim(dim: int, multiple_of: int = 64, ffn_multiplier: float = 1.0) -> int:

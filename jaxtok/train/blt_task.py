@@ -131,8 +131,9 @@ def blt_encode_fn(pcfg: patching.PatchingConfig):
   return codec.encode
 
 
-def blt_task(config) -> Task:
-  """A BLT on bytes; `config.patching` says how bytes are grouped into patches."""
+def blt_task(config, **placement) -> Task:
+  """A BLT on bytes; `config.patching` says how bytes are grouped into patches (`placement`:
+  unused, the entropy model runs on the host's default device)."""
   if config.data.get("tokenizer"):
     raise ValueError(
       f"config.data.tokenizer={config.data.tokenizer!r}: a BLT reads bytes; leave it empty"

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtok import sharding as shd
 from jaxtok.data.codec import OFFSET, PAD_ID
 from jaxtok.models import workdir as workdir_lib
 from jaxtok.models.blt import BLT, blt_flops
@@ -92,7 +93,9 @@ def validate(config) -> None:
       f"K x train.grad_accum = {k * t.grad_accum}"
     )
   m = config.mesh
-  shards = m.fsdp * (m.data if m.data > 0 else jax.device_count() // (m.fsdp * m.tensor))
+  data = m.data if m.data > 0 else jax.device_count() // (m.fsdp * m.tensor)
+  rules = shd.parse_rules(m.get("rules", "default"))
+  shards = shd.batch_shards(dict(data=data, fsdp=m.fsdp, tensor=m.tensor), rules)
   if k > 1 and (d.batch_size // k) % shards:
     raise ValueError(
       f"config.train.patch_level.K={k}: the {d.batch_size // k} rows of a patch batch do not "

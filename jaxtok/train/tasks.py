@@ -16,8 +16,9 @@ from jaxtok.train.phases import Phase
 from jaxtok.train.task import Task
 
 
-def transformer_task(config) -> Task:
-  """A byte LM, or a token LM when config.data.tokenizer names a tokenizer."""
+def transformer_task(config, **placement) -> Task:
+  """A byte LM, or a token LM when config.data.tokenizer names a tokenizer (`placement`:
+  unused, nothing is loaded from files)."""
   cfg = workdir_lib.model_config(config)
   flops = transformer_config_flops(cfg, config.data.seq_len)
   build = lambda rngs: Transformer(cfg, rngs=rngs)
@@ -51,11 +52,13 @@ def transformer_task(config) -> Task:
 TASKS = {"transformer": transformer_task, "blt": blt_task, "hypernet": zett.hypernet_task}
 
 
-def get_task(config) -> Task:
+def get_task(config, *, mesh=None, rules=None) -> Task:
+  """The task `config.model.name` names; weights it loads from files (a ZeTT base LM) are
+  placed on `mesh` with `rules` (jaxtok.sharding) as they load, else on the default device."""
   name = config.model.get("name", "transformer")
   if name not in TASKS:
     raise ValueError(f"config.model.name={name!r}: unknown; known: {sorted(TASKS)}")
-  return TASKS[name](config)
+  return TASKS[name](config, mesh=mesh, rules=rules)
 
 
 def make_phases(task: Task, config) -> list[Phase]:

@@ -77,13 +77,15 @@ def validate_config(config) -> None:
   need(t.ckpt_every >= 0, "train.ckpt_every", f"must be >= 0, got {t.ckpt_every}")
   need(t.eval_every >= 0, "train.eval_every", f"must be >= 0, got {t.eval_every}")
   need(t.keep >= 1, "train.keep", f"must be >= 1 (checkpoints kept), got {t.keep}")
+  shd.parse_rules(config.mesh.get("rules", "default"))  # a bad table fails before any write
+  need(config.mesh.get("dcn_data", 1) >= 1, "mesh.dcn_data", "must be >= 1 (1 = one slice, no DCN)")
   name = config.model.get("name", "transformer")
   need(name in TASKS, "model.name", f"{name!r} is unknown; known: {sorted(TASKS)}")
   if name in workdir_lib.MODELS:
     workdir_lib.model_config(config)  # the model's own checks (vocab_size comes later)
 
 
-def build_params(task: Task, config, mesh):
+def build_params(task: Task, config, mesh, rules=None):
   """(graphdef, trainable params, frozen state) of the task's model, on the mesh.
 
   The parameters are created directly with their shardings (one jitted initialisation
@@ -96,7 +98,7 @@ def build_params(task: Task, config, mesh):
   graphdef, params, frozen = split(nnx.eval_shape(lambda: task.build_model(nnx.Rngs(seed))))
   if any(not isinstance(v, nnx.Param) for v in jax.tree.leaves(frozen, is_leaf=_is_var)):
     raise ValueError("the model holds non-parameter state; the trainer only handles nnx.Param")
-  shardings = shd.state_shardings(params, mesh), shd.state_shardings(frozen, mesh)
+  shardings = shd.state_shardings(params, mesh, rules), shd.state_shardings(frozen, mesh, rules)
   if jax.tree.leaves(frozen):
     # Its weights come from files: inside jit they would be baked into the program.
     _, params, frozen = split(task.build_model(nnx.Rngs(seed)))
@@ -311,14 +313,21 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> dict[str, A
 def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
   """The training run proper, on a prepared config in a locked workdir."""
   t, d = config.train, config.data
-  task = get_task(config)
-  mesh = shd.make_mesh(**config.mesh)
-  batch_sharding, replicated = shd.batch_sharding(mesh), shd.replicated(mesh)
+  mesh, rules = shd.from_config(config.mesh)
+  shards = shd.batch_shards(mesh.shape, rules)
+  require(
+    (d.batch_size // t.grad_accum) % shards == 0,
+    "data.batch_size",
+    f"{d.batch_size} rows (/ train.grad_accum={t.grad_accum}) must split over the batch's "
+    f"{shards} shards of config.mesh (mesh.rules={config.mesh.get('rules', 'default')!r})",
+  )
+  task = get_task(config, mesh=mesh, rules=rules)
+  batch_sharding, replicated = shd.batch_sharding(mesh, rules), shd.replicated(mesh)
 
   def to_dev(batch):
     return to_device(batch, batch_sharding, task.replicated_keys, replicated)
 
-  graphdef, params, frozen = build_params(task, config, mesh)
+  graphdef, params, frozen = build_params(task, config, mesh, rules)
   frozen = (frozen,) if jax.tree.leaves(frozen) else ()  # extra step arguments
   n_params = count_params(params)
   phases = make_phases(task, config)
@@ -477,7 +486,8 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
   stopped_by = None
   try:
     # The ambient mesh lets kernels (impl="pallas") run per shard under shard_map.
-    with sigterm_flag() as sig, jax.set_mesh(mesh):
+    # The rules: activation constraints (jaxtok.sharding.constrain) of the traced steps.
+    with sigterm_flag() as sig, shd.activate(mesh, rules):
       batches = iter(prefetch)
       while step < ends[-1]:
         if step == ends[pi]:  # next phase: same weights and data stream, new optimizer
@@ -527,7 +537,7 @@ def _train(config, workdir: str, stop_after: int | None) -> dict[str, Any]:
     writer.close()
     return {"step": step, "stopped_by": stopped_by}
 
-  with jax.set_mesh(mesh):
+  with shd.activate(mesh, rules):
     final_eval = evaluate_now(state.params)
   writer.write(step, final_eval, prefix="eval/")
   writer.close()

@@ -45,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from jaxtok import hub, paths
+from jaxtok import sharding as shd
 from jaxtok.configlib import require
 from jaxtok.data import codec, corpora
 from jaxtok.eval import tokenizer_bpb
@@ -145,14 +146,15 @@ def eval_name(spec: str, text: str = "") -> str:
 GGUF_SPECIALS = {"smollm2": dict.fromkeys(("bos", "eos", "pad"), "<|endoftext|>")}
 
 
-def load_base(config) -> tuple[Transformer, ByteTokenizer]:
+def load_base(config, *, mesh=None, rules=None) -> tuple[Transformer, ByteTokenizer]:
   """(base LM, its tokenizer at byte level) as config.base describes (a jaxtok workdir, trained
-  first by the trainer as a prerequisite, or a GGUF)."""
+  first by the trainer as a prerequisite, or a GGUF); see `load_base_spec` for `mesh`."""
   b = config.base
   if b.kind == "jaxtok" and not paths.isdir(paths.expand(b.workdir, "config.base.workdir")):
     raise FileNotFoundError(f"config.base.workdir={b.workdir!r} is not a jaxtok workdir")
   spec = b.workdir if b.kind == "jaxtok" else b.gguf
-  model, tok = load_base_spec(spec, **{k: b.get(k) for k in ("bos", "eos", "pad")})
+  specials = {k: b.get(k) for k in ("bos", "eos", "pad")}
+  model, tok = load_base_spec(spec, mesh=mesh, rules=rules, **specials)
   if model.cfg.vocab_size != tok.vocab_size:
     raise ValueError(
       f"config.base: the model has {model.cfg.vocab_size} embeddings but its tokenizer's byte "
@@ -161,22 +163,26 @@ def load_base(config) -> tuple[Transformer, ByteTokenizer]:
   return model, tok
 
 
-def load_base_spec(spec: str, **specials) -> tuple[Transformer, ByteTokenizer]:
+def load_base_spec(spec: str, *, mesh=None, rules=None, **specials):
   """A base LM from a jaxtok workdir, a GGUF ("smollm2" or a path) or a Hugging Face
   checkpoint ("hf:<hub id or directory>", with its tokenizer.json): the one way every entry
   point (training, comparison, `experiments.transfer --base` or `--hypernet`) opens a base,
   so its bos/eos/pad, and with them what a target's specials copy, never depend on the entry
   point. `specials` (names or ids; empty = default) override the base's own (a workdir's
-  sidecar; GGUF_SPECIALS, then the GGUF metadata; the checkpoint's tokenizer)."""
+  sidecar; GGUF_SPECIALS, then the GGUF metadata; the checkpoint's tokenizer).
+  With a `mesh`, a workdir's or Hugging Face checkpoint's weights are read straight into
+  their shards (`rules`: jaxtok.sharding), so a base larger than one device loads; a GGUF
+  is read on the default device. Returns (model, tokenizer)."""
   chosen = {k: v for k, v in specials.items() if v not in (None, "")}
   path = spec if hub.is_spec(spec) else paths.expand(spec, "the base")
   if hub.is_spec(spec):
-    loaded = hf.load(spec)
+    with shd.use_rules(shd.current_rules() if rules is None else rules):
+      loaded = hf.load(spec, mesh=mesh)
     if loaded.kind != "transformer" or loaded.tokenizer is None:
       raise ValueError(f"--base={spec}: a ZeTT base is a causal LM with its tokenizer.json")
     model, tok = hf.fit_vocab(loaded.model, loaded.tokenizer), loaded.tokenizer
   elif paths.isdir(path):
-    model, _ = workdir_lib.restore(path)
+    model, _ = workdir_lib.restore(path, mesh=mesh, rules=rules)
     return model, load_tokenizer(workdir_lib.tokenizer_path(path), **chosen)
   else:
     model, tok = load_gguf_model(sources.resolve_gguf(spec))
@@ -524,12 +530,13 @@ def build(hcfg: HypernetConfig, base: Transformer, rngs: nnx.Rngs, base_dtype: s
   return ZettModel(hypernet, base)
 
 
-def hypernet_task(config) -> Task:
-  """The ZeTT hypernetwork of `config.model`, trained against the frozen base LM `config.base`."""
+def hypernet_task(config, *, mesh=None, rules=None) -> Task:
+  """The ZeTT hypernetwork of `config.model`, trained against the frozen base LM `config.base`
+  (read straight onto `mesh`, when given: `load_base_spec`)."""
   validate_config(config)
   t = config.train
   hcfg = HypernetConfig.from_dict(config.model)
-  base, base_tok = load_base(config)
+  base, base_tok = load_base(config, mesh=mesh, rules=rules)
   build_model = lambda rngs: build(hcfg, base, rngs, t.base_dtype)
   flops = Flops({})  # not counted: the frozen base's forward dominates, per sampled token
 

@@ -84,9 +84,9 @@ def newest(workdir):
 def state_like(workdir):
   """Abstract params and optimizer state of the workdir's model (what the trainer restores)."""
   config = workdir_lib.load_config(workdir)
-  task = get_task(config)
-  mesh = shd.make_mesh(**config.mesh)
-  _, params, _ = trainer.build_params(task, config, mesh)
+  mesh, rules = shd.from_config(config.mesh)
+  task = get_task(config, mesh=mesh, rules=rules)
+  _, params, _ = trainer.build_params(task, config, mesh, rules)
   tx, _ = trainer.optimizer_for(config, config.train.steps)
   state = trainer.fresh_state(tx, params, mesh)
   return {"params": state.params, "opt_state": state.opt_state}

@@ -39,9 +39,9 @@ losses = read_metrics(workdir, "train/loss")
 
 # Step 0 of a run: parameters built shard by shard equal the model built eagerly, and
 # Adam's moments have their parameter's sharding.
-mesh = shd.make_mesh(**c.mesh)
+mesh, rules = shd.from_config(c.mesh)
 task = get_task(prepare.prepare(c, workdir))
-_, params, _ = trainer.build_params(task, c, mesh)
+_, params, _ = trainer.build_params(task, c, mesh, rules)
 _, eager = nnx.split(task.build_model(nnx.Rngs(c.train.seed)))
 pairs = zip(jax.tree.leaves(params), jax.tree.leaves(eager))
 # jit may round an initialiser differently by an ulp
