@@ -71,9 +71,9 @@ def test_resume_reproduces_losses_exactly(data_dir, tmp_path):
   assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(a)]  # bitwise equal
 
 
-def _nan_task(config):
+def _nan_task(config, **kw):
   """The LM loss, but NaN as soon as a batch holds byte 0x00 (id 4)."""
-  task = tasks.transformer_task(config)
+  task = tasks.transformer_task(config, **kw)
 
   def loss_fn(model, batch):
     sums = lm_loss(model, batch)
