@@ -176,7 +176,7 @@ class BLTDecoder:
 
     def run():
       h = model.patch_vector(st.pool_BxD, *st.patch_kv, st.patch_len_B)
-      g, k, v = model.latent_step(h, st.lat_cache)
+      g, k, v = model.latent_step(h, st.lat_cache, close_B)
       return model.decoder_kv(g), k, v
 
     shapes = jax.eval_shape(run)
