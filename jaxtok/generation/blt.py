@@ -15,7 +15,8 @@ A byte costs one step of the entropy model, encoder and decoder; when some row
 closes a patch, one latent step runs for the batch (rows that did not close
 keep their caches), its attention over the closed patches computed for the closing
 rows only, each reading its own filled slots (`attend_rows`). `prefill` fills all
-of it from one forward over the prompts (`BLT.prefill`), equal to feeding them byte by byte (`feed`, tested).
+of it from one forward over the prompts (`BLT.prefill`), equal to feeding them
+byte by byte (`feed`, tested).
 
 Columns: prompts are left-padded to one length, so all rows write the same
 ring slot per byte; row b starts at column start[b] and its positions are
