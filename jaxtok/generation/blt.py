@@ -13,8 +13,10 @@ Each row keeps, between bytes:
   * the last bytes, for the hash n-gram ids of the next one (on device).
 A byte costs one step of the entropy model, encoder and decoder; when some row
 closes a patch, one latent step runs for the batch (rows that did not close
-keep their caches). `prefill` fills all of it from one forward over the prompts
-(`BLT.prefill`), equal to feeding them byte by byte (`feed`, tested).
+keep their caches), its attention over the closed patches computed for the closing
+rows only, each reading its own filled slots (`attend_rows`). `prefill` fills all
+of it from one forward over the prompts (`BLT.prefill`), equal to feeding them
+byte by byte (`feed`, tested).
 
 Columns: prompts are left-padded to one length, so all rows write the same
 ring slot per byte; row b starts at column start[b] and its positions are
@@ -176,7 +178,7 @@ class BLTDecoder:
 
     def run():
       h = model.patch_vector(st.pool_BxD, *st.patch_kv, st.patch_len_B)
-      g, k, v = model.latent_step(h, st.lat_cache)
+      g, k, v = model.latent_step(h, st.lat_cache, close_B)
       return model.decoder_kv(g), k, v
 
     shapes = jax.eval_shape(run)

@@ -70,7 +70,7 @@ from jaxtok.models.transformer import (
   RingCache,
   TransformerConfig,
   apply_blocks,
-  attend_cache,
+  attend_rows,
   decode_with_ring,
   init_kv_cache,
   init_ring_cache,
@@ -470,10 +470,14 @@ class LatentTransformer(nnx.Module):
     cache = init_kv_cache(self.cfg, batch, max_patches)
     return cache.replace(end=jnp.zeros((batch,), jnp.int32))
 
-  def step(self, h_Bx1xD, cache: KVCache):
+  def step(self, h_Bx1xD, cache: KVCache, rows_B=None):
     """The next patch of every row after its cached ones (one document per row), without
-    writing: (latent [B, 1, D], the patch's k, v [L, B, 1, K, H] for `KVCache.append`)."""
-    h, k, v = attend_cache(self.blocks, h_Bx1xD, cache)
+    writing: (latent [B, 1, D], the patch's k, v [L, B, 1, K, H] for `KVCache.append`).
+
+    Only the rows in rows_B (default: all) are computed; the others' outputs are garbage."""
+    if rows_B is None:
+      rows_B = jnp.ones(cache.end.shape, bool)
+    h, k, v = attend_rows(self.blocks, h_Bx1xD, cache, rows_B)
     return self._norm(h), k, v
 
 
@@ -716,10 +720,11 @@ class BLT(nnx.Module):
     first cross-attended states, k/v (`patch_byte_kv`) hold its bytes in the first `length_B`."""
     return self._project(self.encoder.patch_from_kv(pooled_BxD, k_CxBxLxNxH, v_CxBxLxNxH, length_B))
 
-  def latent_step(self, h_Bx1xDg, cache: KVCache):
+  def latent_step(self, h_Bx1xDg, cache: KVCache, rows_B=None):
     """The latent of each row's next patch after its cached ones: ([B, 1, d_global], the
-    patch's keys and values, which `cache.append(k, v, closed_B)` stores)."""
-    return self.latent.step(h_Bx1xDg, cache)
+    patch's keys and values, which `cache.append(k, v, closed_B)` stores); rows_B: the rows
+    computed (default all; the others' outputs are garbage)."""
+    return self.latent.step(h_Bx1xDg, cache, rows_B)
 
   def decoder_kv(self, g_Bx1xDg):
     """The decoder's cross-attention keys and values of one latent (C x B x k x N x H each)."""

@@ -286,6 +286,16 @@ class Block(nnx.Module):
     x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
     return x + self.mlp(self.mlp_norm(x)), k, v
 
+  def decode_rows(self, x, positions, own_mask, cache: KVCache, layer, rows_B):
+    """`decode` on layer `layer` of a cache whose row b holds slots [start[b], end[b]),
+    for the rows in rows_B (`ragged_cached_attention`: reads only the slots rows hold)."""
+    q, k, v = self.attn.qkv(self.attn_norm(x), positions)
+    out = attn_lib.ragged_cached_attention(
+      q, cache.k, cache.v, layer, cache.start, cache.end, rows_B, k, v, own_mask
+    )
+    x = x + self.attn.wo(out.reshape(*x.shape[:2], -1))
+    return x + self.mlp(self.mlp_norm(x)), k, v
+
   def prefill(self, x, positions, mask):
     """`__call__` that also returns this layer's keys and values (to fill a cache)."""
     q, k, v = self.attn.qkv(self.attn_norm(x), positions)
@@ -370,6 +380,24 @@ def attend_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):
   positions = _positions(cache.end, cache.start, t)
   x, k, v, _ = decode_blocks(blocks, x_BxTxD, positions, cache_mask, own_mask, cache.k, cache.v)
   return x, k, v
+
+
+def attend_rows(blocks: Block, x_BxTxD, cache: KVCache, rows_B):
+  """`attend_cache` for a cache with an `end` per row (no window), computed for the rows in
+  rows_B (the others' outputs are garbage): each reads its filled slots only, so the cost
+  follows the rows asking and their lengths, not the batch times the capacity."""
+  t = x_BxTxD.shape[1]
+  cols = cache.end[:, None] + jnp.arange(t, dtype=jnp.int32)
+  own_mask = _own_mask(cols, cache.start, None)
+  positions = _positions(cache.end, cache.start, t)
+
+  def body(block, x, i):
+    x, k, v = block.decode_rows(x, positions, own_mask, cache, i, rows_B)
+    return x, (k, v)
+
+  layers = jnp.arange(cache.k.shape[0])
+  x, (k, v) = stack.run(blocks, body, x_BxTxD, layers, scan=blocks.cfg.scan_layers)
+  return jax.lax.optimization_barrier((x, k, v))  # the caller writes k/v after every read
 
 
 def decode_with_cache(blocks: Block, x_BxTxD, cache: KVCache, *, window=None):

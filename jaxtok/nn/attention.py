@@ -129,3 +129,95 @@ def cached_attention(
   out = jnp.einsum("bkgts,bkhs->btkgh", p_cache, v_cache_BxKxHxS, preferred_element_type=f32)
   out = out + jnp.einsum("bkgtj,bjkh->btkgh", p_own, v_new_BxTxKxH, preferred_element_type=f32)
   return out.reshape(b, t, n, h).astype(dtype)
+
+
+# Slots of a stacked cache `ragged_cached_attention` reads at a time: big enough that a
+# loop iteration's overhead is small next to its reads, small enough that the slots
+# beyond a row's end it reads are few.
+RAGGED_CHUNK = 256
+
+
+def ragged_cached_attention(
+  q_BxTxNxH: jax.Array,
+  k_LxBxKxSxH: jax.Array,
+  v_LxBxKxHxS: jax.Array,
+  layer,
+  lo_B: jax.Array,
+  hi_B: jax.Array,
+  rows_B: jax.Array,
+  k_new_BxTxKxH: jax.Array,
+  v_new_BxTxKxH: jax.Array,
+  new_mask: Mask,
+  *,
+  scale: float | None = None,
+  chunk: int = RAGGED_CHUNK,
+) -> jax.Array:
+  """`cached_attention` on layer `layer` of stacked caches, where row b sees the slots
+  [lo_B[b], hi_B[b]) (no window), computed for the rows in rows_B only (the others see
+  only the chunk itself).
+
+  Each such row reads its slots in chunks straight from the stacked caches, with a
+  running softmax: the cost follows the slots rows fill and the rows asking, not the
+  capacity times the batch, and no copy of a layer's caches is made (CPU dots read
+  whole operands: slicing a layer before one copies it).
+  """
+  b, t, n, h = q_BxTxNxH.shape
+  kv, s = k_LxBxKxSxH.shape[2:4]
+  c = min(chunk, s)
+  scale = h**-0.5 if scale is None else scale
+  f32 = jnp.float32
+  q = (q_BxTxNxH * jnp.asarray(scale, q_BxTxNxH.dtype)).reshape(b, t, kv, n // kv, h)
+  # The chunk's own keys first: the running max, sum and output of every row.
+  own = jnp.einsum("btkgh,bjkh->bkgtj", q, k_new_BxTxKxH, preferred_element_type=f32)
+  own = jnp.where(new_mask.dense(b, t, t)[:, None, None], own, -jnp.inf)
+  m = jnp.max(own, axis=-1)  # B x K x G x T
+  p = jnp.exp(own - _finite(m)[..., None])
+  acc = jnp.einsum(
+    "bkgtj,bjkh->bkgth", p.astype(v_new_BxTxKxH.dtype), v_new_BxTxKxH, preferred_element_type=f32
+  )
+  l = jnp.sum(p, axis=-1)
+  order = jnp.argsort(~rows_B, stable=True)  # the asking rows first
+
+  def row_body(carry):
+    i, m, l, acc = carry
+    r = order[i]
+    q_r = q[r]  # T x K x G x H
+    lo, hi = lo_B[r], hi_B[r]
+    first = lo // c * c
+
+    def chunk_body(inner):
+      j, m_r, l_r, acc_r = inner
+      s0 = first + j * c
+      at = jnp.minimum(s0, s - c)  # the last chunk may overlap the one before: masked
+      k_c = jax.lax.dynamic_slice(k_LxBxKxSxH, (layer, r, 0, at, 0), (1, 1, kv, c, h))[0, 0]
+      v_c = jax.lax.dynamic_slice(v_LxBxKxHxS, (layer, r, 0, 0, at), (1, 1, kv, h, c))[0, 0]
+      idx = at + jnp.arange(c)
+      seen = (idx >= s0) & (idx >= lo) & (idx < hi)
+      sc = jnp.einsum("tkgh,kch->kgtc", q_r, k_c, preferred_element_type=f32)
+      sc = jnp.where(seen, sc, -jnp.inf)
+      m_new = jnp.maximum(m_r, jnp.max(sc, axis=-1))
+      ref = _finite(m_new)
+      p = jnp.exp(sc - ref[..., None])
+      alpha = jnp.exp(m_r - ref)
+      pv = jnp.einsum("kgtc,khc->kgth", p.astype(v_c.dtype), v_c, preferred_element_type=f32)
+      return j + 1, m_new, alpha * l_r + jnp.sum(p, axis=-1), alpha[..., None] * acc_r + pv
+
+    n_chunks = jnp.maximum(hi - first + c - 1, 0) // c
+    _, m_r, l_r, acc_r = jax.lax.while_loop(
+      lambda inner: inner[0] < n_chunks, chunk_body, (jnp.zeros((), jnp.int32), m[r], l[r], acc[r])
+    )
+    return i + 1, m.at[r].set(m_r), l.at[r].set(l_r), acc.at[r].set(acc_r)
+
+  n_rows = jnp.sum(rows_B.astype(jnp.int32))
+  _, m, l, acc = jax.lax.while_loop(
+    lambda carry: carry[0] < n_rows, row_body, (jnp.zeros((), jnp.int32), m, l, acc)
+  )
+  out = jnp.where(
+    l[..., None] > 0, acc / jnp.where(l > 0, l, 1.0)[..., None], 0.0
+  )  # B x K x G x T x H
+  return jnp.moveaxis(out, 3, 1).reshape(b, t, n, h).astype(v_LxBxKxHxS.dtype)
+
+
+def _finite(m):
+  """The running max where some key was seen, else 0 (exp(-inf - 0) = 0, not NaN)."""
+  return jnp.where(jnp.isfinite(m), m, 0.0)

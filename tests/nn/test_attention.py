@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtok.nn.attention import Mask, attention
+from jaxtok.nn.attention import Mask, attention, cached_attention, ragged_cached_attention
 
 
 def naive_attention(q, k, v, qseg, kseg, qidx, kidx, causal, window, scale, seg_window=None):
@@ -116,3 +116,27 @@ def test_segment_window_for_patch_cross_attention():
   want = naive_attention(q, k, k, qseg, kseg, idx[:, :4], idx, False, None, 0.5, seg_window=2)
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
   assert np.all(np.asarray(got[0, 3]) == 0)
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_ragged_cached_attention_matches_cached_attention(t):
+  """Row b sees slots [lo, hi) of layer 1 (chunks of 16 over 40 slots: the last overlaps),
+  only the asking rows are compared; an empty range sees only the chunk itself."""
+  b, n, kv, s, h, layers = 4, 4, 2, 40, 8, 2
+  ks = jax.random.split(jax.random.PRNGKey(0), 5)
+  q = jax.random.normal(ks[0], (b, t, n, h))
+  k_cache = jax.random.normal(ks[1], (layers, b, kv, s, h))
+  v_cache = jax.random.normal(ks[2], (layers, b, kv, h, s))
+  k_new, v_new = jax.random.normal(ks[3], (b, t, kv, h)), jax.random.normal(ks[4], (b, t, kv, h))
+  lo, hi = jnp.asarray([0, 5, 3, 0]), jnp.asarray([37, 21, 3, 40 - t])
+  rows = jnp.asarray([True, False, True, True])
+  cols = hi[:, None] + jnp.arange(t)
+  slots = jnp.broadcast_to(jnp.arange(s), (b, s))
+  seen = ((slots >= lo[:, None]) & (slots < hi[:, None])).astype(jnp.int32)
+  cache_mask = Mask(kv_segment_ids=seen, q_idx=cols, kv_idx=slots, causal=True)
+  new_mask = Mask(kv_segment_ids=jnp.ones((b, t), jnp.int32), q_idx=cols, kv_idx=cols, causal=True)
+  want = cached_attention(q, k_cache[1], v_cache[1], cache_mask, k_new, v_new, new_mask)
+  got = ragged_cached_attention(
+    q, k_cache, v_cache, 1, lo, hi, rows, k_new, v_new, new_mask, chunk=16
+  )
+  np.testing.assert_allclose(np.asarray(got)[rows], np.asarray(want)[rows], atol=1e-5)
