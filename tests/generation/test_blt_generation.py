@@ -81,7 +81,14 @@ def make(case, em):
   return BLT(cfg, rngs=nnx.Rngs(0)), pcfg
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# Every scheme in the default run; the variants of one (monotonic, space with a length limit)
+# behind -m slow.
+SLOW_CASES = ("entropy-monotonic", "space")
+
+
+@pytest.mark.parametrize(
+  "case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in sorted(CASES)]
+)
 def test_prefill_and_byte_feed_equal_the_uncached_reference(em, case):
   model, pcfg = make(case, em)
   n = 20

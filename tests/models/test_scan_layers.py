@@ -113,7 +113,11 @@ def blt_batch(cfg, pcfg):
   return BLTBatches(pcfg, cfg)(rows)
 
 
-@pytest.mark.parametrize("all_layers", [False, True], ids=["cross-once", "cross-every-layer"])
+@pytest.mark.parametrize(
+  "all_layers",
+  [False, pytest.param(True, marks=pytest.mark.slow)],
+  ids=["cross-once", "cross-every-layer"],
+)
 def test_blt_scanned_equals_unrolled(all_layers):
   pcfg = PatchingConfig(scheme="static", patch_size=3)
   cfg = BLTConfig(

@@ -46,6 +46,7 @@ def space_patched_batch(cfg: BLTConfig, seq_len=96):
   return BLTBatches(PatchingConfig.from_dict(dict(scheme="space")), cfg)(batch)
 
 
+@pytest.mark.slow  # interpreted kernels: the kernel tests check each one in the default run
 def test_blt_forward_backward_pallas_equals_xla():
   cfgs = {
     impl: BLTConfig(**TINY, attention_impl=impl, pool_impl=impl, max_patches=48)
