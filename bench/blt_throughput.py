@@ -7,15 +7,16 @@ hits both alike; the median step time of each is reported.
 
   PYTHONPATH=. python bench/blt_throughput.py [--blt configs/blt_static.py] \
       [--baseline configs/blt_baseline_bytes.py] [--steps 5 --rounds 3] [--no_torch] [--json F]
-  PYTHONPATH=. python bench/blt_throughput.py --input_path [--steps 5 --rounds 3]
+  PYTHONPATH=. python bench/blt_throughput.py --input_path [--steps 5 --rounds 3] [--set a.b=v]
 
---input_path times the whole BLT training step with entropy patches on the fly, host input
-path included (packed rows -> patch starts, hash ids -> device -> step), in two arms
-interleaved: one device round trip per batch (the entropy model and the patching rule in one
-jitted call, as jaxtok does) and two (entropies fetched to the host, then patch starts: the
-input path before issue 11). The entropy model has configs/entropy_model.py's size, trained
-for 2 steps (speed does not depend on its weights); its threshold is calibrated to 4
-bytes/patch.
+--input_path times configs/blt_entropy.py's whole training step with entropy patches on the
+fly, host input path included (packed rows -> patch starts, hash ids -> device -> step), in
+two arms interleaved: one device round trip per batch (the entropy model and the patching
+rule in one jitted call, as jaxtok does) and two (entropies fetched to the host, then patch
+starts: the input path before issue 11). The entropy model has configs/entropy_model.py's
+size, trained for 2 steps (speed does not depend on its weights); its threshold is
+calibrated to 4 bytes/patch. JAX dispatches the step asynchronously, so the next batch's
+host work may overlap it (in training a prefetch thread overlaps them).
 
 With torch and transformers installed (the [test] extra) a third arm, interleaved with the
 others, trains transformers' BltForCausalLM at the same config on the same rows and patch
@@ -45,7 +46,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from bench import torch_reference as tr  # noqa: E402
-from configs import blt_entropy, entropy_model  # noqa: E402
+from configs import entropy_model  # noqa: E402
 from jaxtok import patching  # noqa: E402
 from jaxtok.compare.blt import calibrate_threshold  # noqa: E402
 from jaxtok.data import corpora, packing  # noqa: E402
@@ -57,6 +58,8 @@ from jaxtok.train.optimizer import make_optimizer  # noqa: E402
 from jaxtok.train.steps import TrainState, make_train_step  # noqa: E402
 from jaxtok.train.tasks import get_task  # noqa: E402
 from jaxtok.train.trainer import train  # noqa: E402
+
+ENTROPY_BLT = "configs/blt_entropy.py"  # --input_path's BLT (--set overrides apply to it)
 
 
 def load_config(path: str, overrides: list[str]):
@@ -152,7 +155,7 @@ def input_path(args) -> None:
   em_dir = tempfile.mkdtemp(prefix="jaxtok-bench-em-")
   train(em_cfg, em_dir)
   em = EntropyModel.load(em_dir)
-  c = blt_entropy.get_config()
+  c = load_config(ENTROPY_BLT, args.set)
   c.patching.entropy_model_workdir = em_dir
   pcfg = patching.PatchingConfig.from_dict(c.patching)
   arm = Arm("BLT", c, args.steps)  # calibrated below; prepare measured its bytes/patch

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every accelerator number of the README in one short run (< 8 min on one GPU or TPU chip):
+# Every accelerator number of the README in one short run (each part under a timeout, < 12 min):
 #   1. the kernel benchmark: Pallas vs XLA vs dot_product_attention at 4k/8k/16k bytes;
 #   2. the main model's (configs/entropy_model.py) training MFU in bfloat16;
 #   3. BLT training bytes/s against its FLOP-matched byte transformer;
+#   4. BLT training bytes/s with its host input path: one vs two device round trips per batch;
 # then one table: $OUT/device_check.json and $OUT/device_check.md (OUT defaults to bench/out).
 # On a machine whose JAX sees no accelerator it says so and exits 0.
 #
@@ -37,4 +38,6 @@ timeout 120 python3 bench/train_throughput.py --config=configs/entropy_model.py 
   > "$OUT/mfu.txt" 2>&1 || echo "mfu: failed or timed out (see $OUT/mfu.txt)"
 timeout 120 python3 bench/blt_throughput.py --rounds 3 --no_torch --json "$OUT/blt.json" \
   > "$OUT/blt.txt" 2>&1 || echo "blt: failed or timed out (see $OUT/blt.txt)"
+timeout 180 python3 bench/blt_throughput.py --input_path --rounds 3 --json "$OUT/blt_input.json" \
+  > "$OUT/blt_input.txt" 2>&1 || echo "blt input path: failed or timed out (see $OUT/blt_input.txt)"
 python3 bench/device_report.py "$OUT"

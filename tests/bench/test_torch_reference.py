@@ -62,3 +62,19 @@ def test_blt_throughput_bench_prints_the_pytorch_ratio(tmp_path):
   assert re.search(r"BltForCausalLM \(torch\)\s+\d+ bytes/s", out.stdout), out.stdout
   assert re.search(r"jaxtok BLT / BltForCausalLM \(torch\) training bytes/s: [\d.]+x", out.stdout)
   assert "load average before" in out.stdout and "load average after" in out.stdout
+
+
+@pytest.mark.slow
+def test_blt_input_path_bench_compares_one_and_two_round_trips(tmp_path):
+  out = subprocess.run(
+    [sys.executable, "bench/blt_throughput.py", "--input_path", "--steps=1", "--rounds=1"]
+    + [f"--set={s}" for s in ("model.d_local=32", "model.d_global=64", "data.batch_size=2")],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env={**os.environ, "PYTHONPATH": ROOT},
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "same patch starts: True" in out.stdout, out.stdout
+  assert re.search(r"one / two round trips, training bytes/s: [\d.]+x", out.stdout), out.stdout

@@ -42,6 +42,7 @@ def test_train_throughput_bench_prints_bytes_per_s_and_mfu(tmp_path):
   table = (tmp_path / "device_check.md").read_text()
   assert report.returncode == 0 and f"MFU {data['mfu']:.3f}" in table
   assert "| BLT training | not measured" in table  # missing parts are named, not dropped
+  assert "| BLT input path | not measured" in table
   if importlib.util.find_spec("torch") is None:
     assert "PyTorch baseline skipped: torch is not installed" in out.stdout
     return
