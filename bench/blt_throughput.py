@@ -122,6 +122,20 @@ class Arm:
     self.times.append(self._run(steps))
 
 
+def show_load(when: str, load):
+  print(f"load average {when}: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+  return load
+
+
+def interleave(arms, rounds: int, steps: int):
+  """Timed rounds alternating between the arms (machine load hits them alike); the load
+  average right after."""
+  for _ in range(rounds):
+    for a in arms:
+      a.round(steps)
+  return os.getloadavg()
+
+
 class InputPathArm:
   """The BLT step fed from packed rows through a host input path, timed together."""
 
@@ -148,8 +162,7 @@ class InputPathArm:
 
 def input_path(args) -> None:
   """BLT training bytes/s with the input path of one vs two device round trips per batch."""
-  load_before = os.getloadavg()
-  print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+  load_before = show_load("before", os.getloadavg())
   em_cfg = entropy_model.get_config()
   em_cfg.train.update(steps=2, eval_every=0, progress_bar=False)
   em_dir = tempfile.mkdtemp(prefix="jaxtok-bench-em-")
@@ -175,10 +188,7 @@ def input_path(args) -> None:
     InputPathArm("one round trip", arm, tf),
     InputPathArm("two round trips", arm, two_round_trips),
   ]
-  for _ in range(args.rounds):
-    for a in arms:
-      a.round(args.steps)
-  load_after = os.getloadavg()
+  load_after = interleave(arms, args.rounds, args.steps)
   print(
     f"{jax.devices()[0].platform} x{jax.device_count()}; {args.rounds} rounds x {args.steps} "
     f"steps; entropy threshold {theta:.3f} ({bpp:.2f} bytes/patch); same patch starts: {same}"
@@ -193,10 +203,14 @@ def input_path(args) -> None:
     )
   ratio = rates["one round trip"] / rates["two round trips"]
   print(f"one / two round trips, training bytes/s: {ratio:.2f}x")
-  print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+  show_load("after", load_after)
   if args.json:
     with open(args.json, "w") as f:
-      json.dump(dict(bytes_per_s=rates, ratio=ratio, load_average=load_after), f, indent=2)
+      json.dump(
+        dict(bytes_per_s=rates, ratio=ratio, load_average=load_after, load_before=load_before),
+        f,
+        indent=2,
+      )
 
 
 def torch_arm(blt: Arm):
@@ -223,8 +237,7 @@ def main() -> None:
     input_path(args)
     return
 
-  load_before = os.getloadavg()
-  print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+  load_before = show_load("before", os.getloadavg())
   blt_cfg = load_config(args.blt, args.set)
   base_cfg = load_config(args.baseline, [])
   arms = [Arm("BLT", blt_cfg, args.steps), Arm("byte transformer", base_cfg, args.steps)]
@@ -233,10 +246,7 @@ def main() -> None:
     arms.append(torch_arm(arms[0]))
   else:
     print(f"PyTorch reference skipped: {why_not}")
-  for _ in range(args.rounds):
-    for a in arms:
-      a.round(args.steps)
-  load_after = os.getloadavg()
+  load_after = interleave(arms, args.rounds, args.steps)
   print(
     f"{jax.devices()[0].platform} x{jax.device_count()}; {args.rounds} rounds x {args.steps} steps"
     + (f"; torch {tr.threads()} threads" if why_not is None else "")
@@ -271,7 +281,7 @@ def main() -> None:
   if why_not is None:
     out["ratio_vs_torch"] = rates["BLT"] / rates[arms[2].name]
     print(f"jaxtok BLT / BltForCausalLM (torch) training bytes/s: {out['ratio_vs_torch']:.2f}x")
-  print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+  show_load("after", load_after)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(out, f, indent=2)

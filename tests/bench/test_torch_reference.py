@@ -37,6 +37,21 @@ def test_torch_byte_lm_has_the_jaxtok_transformers_parameter_count():
   assert sum(p.numel() for p in model.parameters()) == jx
 
 
+def run_blt_bench(overrides, *flags):
+  """bench/blt_throughput.py, one round of one step, with BLT config overrides."""
+  out = subprocess.run(
+    [sys.executable, "bench/blt_throughput.py", *flags, "--steps=1", "--rounds=1"]
+    + [f"--set={s}" for s in overrides],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env={**os.environ, "PYTHONPATH": ROOT},
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="no transformers")
 def test_blt_throughput_bench_prints_the_pytorch_ratio(tmp_path):
@@ -49,16 +64,7 @@ def test_blt_throughput_bench_prints_the_pytorch_ratio(tmp_path):
     "data.batch_size=2",
     "patching.max_patches=32",
   ]
-  out = subprocess.run(
-    [sys.executable, "bench/blt_throughput.py", "--steps=1", "--rounds=1"]
-    + [f"--set={s}" for s in small],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    env={**os.environ, "PYTHONPATH": ROOT},
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
+  out = run_blt_bench(small)
   assert re.search(r"BltForCausalLM \(torch\)\s+\d+ bytes/s", out.stdout), out.stdout
   assert re.search(r"jaxtok BLT / BltForCausalLM \(torch\) training bytes/s: [\d.]+x", out.stdout)
   assert "load average before" in out.stdout and "load average after" in out.stdout
@@ -66,15 +72,8 @@ def test_blt_throughput_bench_prints_the_pytorch_ratio(tmp_path):
 
 @pytest.mark.slow
 def test_blt_input_path_bench_compares_one_and_two_round_trips(tmp_path):
-  out = subprocess.run(
-    [sys.executable, "bench/blt_throughput.py", "--input_path", "--steps=1", "--rounds=1"]
-    + [f"--set={s}" for s in ("model.d_local=32", "model.d_global=64", "data.batch_size=2")],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    env={**os.environ, "PYTHONPATH": ROOT},
+  out = run_blt_bench(
+    ("model.d_local=32", "model.d_global=64", "data.batch_size=2"), "--input_path"
   )
-  assert out.returncode == 0, out.stderr[-3000:]
   assert "same patch starts: True" in out.stdout, out.stdout
   assert re.search(r"one / two round trips, training bytes/s: [\d.]+x", out.stdout), out.stdout

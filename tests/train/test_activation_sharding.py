@@ -1,21 +1,17 @@
 """Activation sharding on a 2x2x2 mesh of 8 fake CPU devices, the rules as config, the
 device mesh (DCN data axis), and a ZeTT base restored straight onto the mesh."""
 
-import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fake_devices import run_script
 
 from configs import tiny
 from jaxtok import sharding as shd
 from jaxtok.train import trainer
 from jaxtok.train.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REMAT_WARNING = "Involuntary full rematerialization"  # printed by XLA's SPMD partitioner
 
 CONFIGS = """
@@ -82,19 +78,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def eight(data_dir, tmp_path_factory):
   """Both tiny models trained 3 steps on 2x2x2 (data x fsdp x tensor) in one subprocess."""
-  out = tmp_path_factory.mktemp("eight")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=ROOT)
-  run = subprocess.run(
-    [sys.executable, "-c", SCRIPT, data_dir, str(out)],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert run.returncode == 0, run.stderr[-3000:]
-  line = next(l for l in run.stdout.splitlines() if l.startswith("RESULT"))
-  return json.loads(line[len("RESULT ") :]), run.stderr
+  return run_script(SCRIPT, [data_dir, tmp_path_factory.mktemp("eight")], 8)
 
 
 def one_device_losses(kind, data_dir, workdir):

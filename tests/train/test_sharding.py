@@ -1,13 +1,7 @@
 """The same training code on 1 device and on a mesh of 8 fake CPU devices."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fake_devices import run_script
 
 SCRIPT = """
 import json, logging, sys
@@ -72,20 +66,8 @@ def eight(runs):
 
 
 def run(tmp_path, name, mesh, devices):
-  env = dict(
-    os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=ROOT
-  )
-  out = subprocess.run(
-    [sys.executable, "-c", SCRIPT, str(tmp_path / "tfds"), str(tmp_path / name), *map(str, mesh)],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
-  return json.loads(line[len("RESULT ") :])
+  result, _ = run_script(SCRIPT, [tmp_path / "tfds", tmp_path / name, *mesh], devices)
+  return result
 
 
 def test_eight_device_mesh_matches_one_device(runs, eight):
