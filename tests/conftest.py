@@ -16,6 +16,12 @@ pytest_plugins = ["pytester"]  # tests/test_conftest.py runs this file's hook in
 MISSING_ARTEFACT = ("missing artefact", "could not import")
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A TFDS data directory per test module (its tests share what they prepare there)."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
   outcome = yield

@@ -72,11 +72,6 @@ def gcs(tmp_path, monkeypatch):
   assert os.listdir(cwd) == [], "something was written to a local path"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def small_config(data_dir, **train):
   c = tiny.get_config()
   c.data.data_dir = data_dir

@@ -71,11 +71,6 @@ print("RESULT", json.dumps(result))
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
 def eight(data_dir, tmp_path_factory):
   """Both tiny models trained 3 steps on 2x2x2 (data x fsdp x tensor) in one subprocess."""
   return run_script(SCRIPT, [data_dir, tmp_path_factory.mktemp("eight")], 8)

@@ -23,11 +23,6 @@ CORPUS = f"files:{STDLIB}/json/*.py,{STDLIB}/email/*.py"  # ~300 kB of real text
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
 def entropy_workdir(data_dir, tmp_path_factory):
   """A tiny entropy model, trained for a few seconds."""
   c = tiny.get_config()

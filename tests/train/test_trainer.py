@@ -28,11 +28,6 @@ from jaxtok.train.metrics import read_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def small_config(data_dir, **train):
   c = tiny.get_config()
   c.data.data_dir = data_dir
