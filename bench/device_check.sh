@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every accelerator number of the README in one short run (each part under a timeout, < 12 min):
+# Every accelerator number of the README in one short run (each part under a timeout, < 14 min):
 #   1. the kernel benchmark: Pallas vs XLA vs dot_product_attention at 4k/8k/16k bytes;
 #   2. the main model's (configs/entropy_model.py) training MFU in bfloat16;
 #   3. BLT training bytes/s against its FLOP-matched byte transformer;
 #   4. BLT training bytes/s with its host input path: one vs two device round trips per batch;
+#   5. BLT generation bytes/s at 256 and 4096 bytes of context, batch 1 and 8, and prefill;
 # then one table: $OUT/device_check.json and $OUT/device_check.md (OUT defaults to bench/out).
 # On a machine whose JAX sees no accelerator it says so and exits 0.
 #
@@ -40,4 +41,7 @@ timeout 120 python3 bench/blt_throughput.py --rounds 3 --no_torch --json "$OUT/b
   > "$OUT/blt.txt" 2>&1 || echo "blt: failed or timed out (see $OUT/blt.txt)"
 timeout 180 python3 bench/blt_throughput.py --input_path --rounds 3 --json "$OUT/blt_input.json" \
   > "$OUT/blt_input.txt" 2>&1 || echo "blt input path: failed or timed out (see $OUT/blt_input.txt)"
+timeout 120 python3 bench/generation.py --contexts 256,4096 --batches 1,8 --uncached_new 0 \
+  --no-transformers --json "$OUT/generation.json" > "$OUT/generation.txt" 2>&1 \
+  || echo "generation: failed or timed out (see $OUT/generation.txt)"
 python3 bench/device_report.py "$OUT"

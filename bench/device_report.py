@@ -23,6 +23,7 @@ LABELS = {
   "mfu": "main model",
   "blt": "BLT training",
   "blt_input": "BLT input path",
+  "generation": "BLT generation",
 }
 
 
@@ -42,6 +43,14 @@ def rows(name: str, data: dict | None) -> list[str]:
       f"| main model ({data['config']}) | {data['bytes_per_s']:.0f} bytes/s, "
       f"{data['model_gflops']:.1f} GFLOP/s, MFU {data['mfu']:.3f} |"
     ]
+  if name == "generation":
+    return [
+      f"| BLT generation, {r['context']} bytes x {r['batch']} rows | {r['cached']:.0f} bytes/s; "
+      f"per-byte cost {r['cost_vs_shortest']:.2f}x the shortest context"
+      + (f", {r['vs_batch1']:.2f}x batch 1" if "vs_batch1" in r else "")
+      + f"; prefill {r['prefill_s'] / (r['blt_fwd_s'] + r['em_fwd_s']):.2f}x (EM + BLT fwd) |"
+      for r in data["rows"]
+    ]
   rates = data["bytes_per_s"]
   if name == "blt_input":
     return [
@@ -56,7 +65,7 @@ def rows(name: str, data: dict | None) -> list[str]:
 
 
 def main(out: str) -> None:
-  parts = {k: load(out, f"{k}.json") for k in ("kernels", "mfu", "blt", "blt_input")}
+  parts = {k: load(out, f"{k}.json") for k in LABELS}
   with open(os.path.join(out, "device_check.json"), "w") as f:
     json.dump(parts, f, indent=2)
   lines = ["| measurement | result |", "|---|---|"]

@@ -80,7 +80,7 @@ def hlo_kinds(hlo: str) -> dict[str, str]:
         ops |= kind_of_comp(called, (*seen, called))
     return ops
 
-  def classify(op: str, called: str | None, line: str) -> str:
+  def classify(name: str, op: str, called: str | None, line: str) -> str:
     ops = {op} | (kind_of_comp(called) if called else set())
     if op == "custom-call" or "dot" in ops or "convolution" in ops or "__xnn" in line:
       return "matmul"
@@ -90,7 +90,14 @@ def hlo_kinds(hlo: str) -> dict[str, str]:
       return "gather"
     if op in _CONTAINERS:
       return "container"
-    if op in _COPY or (op == "fusion" and ops <= {*_COPY, "parameter", "bitcast", "fusion"}):
+    # A scan's dynamic slice fuses its index arithmetic (scalar constants, compares,
+    # selects): still a copy. XLA names a fusion after the ops it fuses, so the name tells.
+    sliced = name.startswith(("dynamic-slice", "slice")) and not ops & {"reduce", "exponential"}
+    if (
+      op in _COPY
+      or sliced
+      or (op == "fusion" and ops <= {*_COPY, "parameter", "bitcast", "fusion"})
+    ):
       return "copy"
     if "exponential" in ops:
       return "exp"
@@ -104,7 +111,7 @@ def hlo_kinds(hlo: str) -> dict[str, str]:
       m = re.match(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=", line)
       if m:
         op, called = ops_of(line)
-        out[m.group(1)] = classify(op, called, line)
+        out[m.group(1)] = classify(m.group(1), op, called, line)
   return out
 
 
