@@ -144,7 +144,9 @@ def one_process_eval(workdir: str, n: int) -> tuple[dict, list[int]]:
   return summarize(totals), counts
 
 
-@pytest.mark.parametrize("config", ["tiny", "tiny_blt"])
+# tiny_blt (~100 s) behind -m slow: the tiny case runs the same two-process machinery, and
+# test_activation_sharding checks BLT on a multi-device mesh
+@pytest.mark.parametrize("config", ["tiny", pytest.param("tiny_blt", marks=pytest.mark.slow)])
 def test_two_processes_resume_and_evaluate(tmp_path, corpus, config):
   full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
   spec = {

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bench import generation as bench
 from bench import profile_generation, profile_step
 from jaxtok.models import reference
@@ -51,6 +53,7 @@ def test_the_decode_profile_sums_op_time_by_kind(tmp_path):
   assert any(shape.startswith("f32[") for shape in shapes)
 
 
+@pytest.mark.slow  # ~20 s; tests/models/hf checks generation equals transformers
 def test_the_transformers_arm_generates_the_cached_bytes_on_the_same_weights(tmp_path):
   """--transformers: the exported BLT decoded by transformers' generate, next to the others."""
   text = bench.stdlib_text()
