@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from bench import generation as gen_bench  # noqa: E402
-from bench.profile_step import KINDS, hlo_kinds, op_times  # noqa: E402
+from bench.profile_step import hlo_kinds, ms_by_kind  # noqa: E402
 from jaxtok import generation  # noqa: E402
 from jaxtok.generation import loop  # noqa: E402
 from jaxtok.generation.sampling import SamplingConfig, row_keys  # noqa: E402
@@ -60,15 +60,10 @@ def profile(s: gen_bench.Setup, prompts: list[bytes], new: int, trace_dir: str) 
   jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
   jax.block_until_ready(loop.decode_chunk(*a, new, **kw))
   jax.profiler.stop_trace()
-  by_kind = dict.fromkeys(KINDS, 0.0)
-  top = []
-  for name, us in op_times(trace_dir).items():
-    k = kinds.get(name)
-    if k is None or k == "container":
-      continue
-    by_kind[k] += us / new / 1e3
-    top.append((name, k, shapes.get(name, "?"), us / new / 1e3))
-  top.sort(key=lambda r: -r[3])
+  by_kind, by_op = ms_by_kind(trace_dir, kinds, new)
+  top = sorted(
+    ((n, k, shapes.get(n, "?"), ms) for n, (k, ms) in by_op.items()), key=lambda r: -r[3]
+  )
   return dict(step_ms=min(times[1:]) / new * 1e3, by_kind=by_kind, top=top)
 
 

@@ -128,6 +128,22 @@ def op_times(trace_dir: str) -> dict[str, float]:
   return total
 
 
+def ms_by_kind(
+  trace_dir: str, kinds: dict[str, str], steps: int
+) -> tuple[dict[str, float], dict[str, tuple[str, float]]]:
+  """A trace of `steps` steps: ({kind: ms per step}, {op: (kind, ms per step)}), containers
+  (whose time is their body's) and ops outside the HLO module left out."""
+  by_kind = dict.fromkeys(KINDS, 0.0)
+  by_op = {}
+  for name, us in op_times(trace_dir).items():
+    k = kinds.get(name)
+    if k is None or k == "container":
+      continue
+    by_kind[k] += us / steps / 1e3
+    by_op[name] = (k, us / steps / 1e3)
+  return by_kind, by_op
+
+
 def profile(arm: Arm, steps: int, trace_dir: str) -> dict:
   batch = arm.batches[0]
   compiled = arm.step.lower(arm.state, batch).compile()
@@ -141,20 +157,13 @@ def profile(arm: Arm, steps: int, trace_dir: str) -> dict:
   jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
   arm._run(steps)
   jax.profiler.stop_trace()
-  by_kind = collections.defaultdict(float)
-  by_op = {}
-  for name, us in op_times(trace_dir).items():
-    k = kinds.get(name)
-    if k is None or k == "container":
-      continue
-    by_kind[k] += us / steps / 1e3
-    by_op[name] = (k, us / steps / 1e3)
+  by_kind, by_op = ms_by_kind(trace_dir, kinds, steps)
   return dict(
     optimizer_ms=optimizer_ms(arm),
     step_ms=statistics.median(times) * 1e3,
     wall_ms=wall / steps * 1e3,
     minor_faults=faults,
-    by_kind={k: by_kind.get(k, 0.0) for k in KINDS},
+    by_kind=by_kind,
     top=sorted(by_op.items(), key=lambda kv: -kv[1][1]),
   )
 
